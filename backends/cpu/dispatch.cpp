@@ -1,0 +1,45 @@
+// dispatch.cpp: runtime choice of the CPU kernel table by CPUID (x86) or by build (aarch64).
+#include "backends/cpu/dispatch.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "core/error.h"
+
+namespace lb {
+
+std::vector<const CpuKernels*> kernels_available() {
+    std::vector<const CpuKernels*> v{&kernels_ref()};
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    if (avx2) v.push_back(&kernels_avx2());
+    if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+        v.push_back(&kernels_avx512());
+#elif defined(__aarch64__)
+    v.push_back(&kernels_neon());
+#endif
+    return v;
+}
+
+const CpuKernels& kernels_by_name(const char* isa) {
+    std::string have;
+    for (const CpuKernels* k : kernels_available()) {
+        if (!std::strcmp(k->isa, isa)) return *k;
+        have += std::string(have.empty() ? "" : ", ") + k->isa;
+    }
+    throw Error(strfmt("CPU kernels '%s' are not available on this machine/build (available: %s)", isa, have.c_str()));
+}
+
+const CpuKernels& kernels_best() {
+    static const CpuKernels* best = [] {
+        const char* env = std::getenv("LB_ISA");
+        if (env && *env) return &kernels_by_name(env);
+        return kernels_available().back();
+    }();
+    return *best;
+}
+
+}  // namespace lb

@@ -1,0 +1,20 @@
+// dispatch.h: which CPU kernel table runs. Every ISA this build compiled and this CPU supports
+// is listed; the best one is the default; LB_ISA=ref|avx2|avx512|neon forces one (an unknown or
+// unsupported name is an error, never a silent fallback).
+#pragma once
+#include <vector>
+
+#include "core/quant.h"
+
+namespace lb {
+
+std::vector<const CpuKernels*> kernels_available();  // ref first, best last
+const CpuKernels& kernels_best();
+const CpuKernels& kernels_by_name(const char* isa);  // throws if not available here
+
+// per-ISA tables (defined in kernels_<isa>.cpp, compiled only for their architecture)
+const CpuKernels& kernels_avx2();
+const CpuKernels& kernels_avx512();
+const CpuKernels& kernels_neon();
+
+}  // namespace lb

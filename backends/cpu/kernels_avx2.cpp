@@ -1,0 +1,290 @@
+// kernels_avx2.cpp: AVX2 + FMA + F16C kernel primitives (see CpuKernels in core/quant.h).
+// Each must equal its scalar reference in core/quant_ref.cpp (tests/test_kernels.cpp).
+//
+// Codes of 32 consecutive inputs are expanded to 32 unsigned bytes in input order (the chunk
+// layouts of formats/blocktypes.md make this a shift and a mask for 2- and 4-bit codes), then
+// multiplied with the int8 activations by maddubs (u8 x s8 -> s16 pairs, no saturation for
+// codes <= 15) and madd (pairs -> 8 int32 lanes, lane l = inputs 4l..4l+3).
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "backends/cpu/dispatch.h"
+#include "core/half.h"
+
+namespace lb {
+namespace {
+
+inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// 32 bits (input i at bit i) -> 32 bytes of 0/1
+inline __m256i expand_bits(uint32_t bits) {
+    const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
+                                          3, 3, 3, 3, 3, 3);
+    const __m256i bitm = _mm256_set1_epi64x(0x8040201008040201ll);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(int(bits)), shuf);
+    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bitm), bitm);
+    return _mm256_and_si256(v, _mm256_set1_epi8(1));
+}
+
+inline uint32_t load_u32(const uint8_t* p) {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+}
+
+// codes of inputs 32t .. 32t+31 of a chunk, as bytes
+template <int BITS>
+inline __m256i codes32(const uint8_t* c, int t) {
+    if constexpr (BITS == 1) {
+        return expand_bits(load_u32(c));
+    } else if constexpr (BITS == 2) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
+        return _mm256_and_si256(_mm256_srli_epi16(v, 2 * t), _mm256_set1_epi8(3));
+    } else if constexpr (BITS == 3) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
+        const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(v, 2 * t), _mm256_set1_epi8(3));
+        const __m256i hi = expand_bits(load_u32(c + 32 + 4 * t));
+        return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 2));
+    } else if constexpr (BITS == 4) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
+        return _mm256_and_si256(_mm256_srli_epi16(v, 4 * t), _mm256_set1_epi8(15));
+    } else {
+        return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
+    }
+}
+
+// 8 int32 lanes: lane l = sum over inputs 4l..4l+3 of code * x
+template <int BITS>
+inline __m256i dot32(__m256i q, __m256i x) {
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    if constexpr (BITS == 8) {
+        // u8 x s8 pairs can exceed 2^15 for codes > 128: split q = 16 * hi + lo, both <= 15
+        const __m256i m4 = _mm256_set1_epi8(15);
+        const __m256i lo = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_and_si256(q, m4), x), ones16);
+        const __m256i hi = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), x), ones16);
+        return _mm256_add_epi32(lo, _mm256_slli_epi32(hi, 4));
+    } else {
+        return _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), ones16);
+    }
+}
+
+// GK: how group scales map onto the 8 lanes of one 32-input step (lane l = inputs 4l..4l+3)
+//   0: no group scales; 8: 4 groups per step (lanes 2j, 2j+1 -> group j); 16: 2 groups per step;
+//   32: one group covers g/32 >= 1 whole steps
+template <int BITS, int GK>
+float dot_loop(const uint8_t* codes, uint64_t kp, const int8_t* xq, const float* xd, const float* s, uint32_t g) {
+    constexpr uint32_t chunk = BITS == 1 ? 32 : BITS == 2 || BITS == 3 ? 128 : BITS == 4 ? 64 : 32;
+    constexpr uint32_t cb = BITS == 1 ? 4 : BITS == 3 ? 48 : 32;
+    const __m256i pairs = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+    const __m256i quads = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    const uint64_t steps_per_group = GK == 32 ? g / 32 : 1;
+    uint64_t gi = 0, left = steps_per_group;  // GK 32: current group and its remaining steps
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (uint64_t c0 = 0; c0 < kp; c0 += chunk, codes += cb) {
+        for (uint32_t t = 0; t < chunk / 32; ++t) {
+            const uint64_t b = c0 / 32 + t;  // activation block
+            const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32 * b));
+            const __m256 p = _mm256_cvtepi32_ps(dot32<BITS>(codes32<BITS>(codes, int(t)), x));
+            if constexpr (GK == 0) {
+                acc0 = _mm256_fmadd_ps(p, _mm256_broadcast_ss(xd + b), acc0);
+            } else if constexpr (GK == 32) {
+                acc0 = _mm256_fmadd_ps(p, _mm256_set1_ps(s[gi] * xd[b]), acc0);
+                if (--left == 0) ++gi, left = steps_per_group;
+            } else {
+                const __m256 sv = GK == 8 ? _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(s + 4 * b)), pairs)
+                                          : _mm256_permutevar8x32_ps(
+                                                _mm256_castps128_ps256(_mm_castpd_ps(_mm_load_sd(
+                                                    reinterpret_cast<const double*>(s + 2 * b)))),
+                                                quads);
+                acc1 = _mm256_fmadd_ps(p, _mm256_mul_ps(sv, _mm256_broadcast_ss(xd + b)), acc1);
+            }
+        }
+    }
+    return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+template <int BITS>
+float dot_avx2(const uint8_t* codes, uint64_t kp, const int8_t* xq, const float* xd, const float* s, uint32_t g) {
+    if (!s) return dot_loop<BITS, 0>(codes, kp, xq, xd, s, g);
+    if (g == 8) return dot_loop<BITS, 8>(codes, kp, xq, xd, s, g);
+    if (g == 16) return dot_loop<BITS, 16>(codes, kp, xq, xd, s, g);
+    return dot_loop<BITS, 32>(codes, kp, xq, xd, s, g);
+}
+
+void quantize_act_avx2(const float* x, uint64_t k, QActRow out) {
+    const uint64_t kp = act_kp(k);
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    alignas(32) float tail[32];
+    for (uint64_t b = 0; b < kp; b += 32) {
+        const float* src = x + b;
+        if (b + 32 > k) {  // partial or empty block: zero-padded copy
+            const uint64_t len = b < k ? k - b : 0;
+            std::memset(tail, 0, sizeof tail);
+            if (len) std::memcpy(tail, x + b, 4 * len);
+            src = tail;
+        }
+        __m256 v[4];
+        __m256 m = _mm256_setzero_ps();
+        for (int i = 0; i < 4; ++i) {
+            v[i] = _mm256_loadu_ps(src + 8 * i);
+            m = _mm256_max_ps(m, _mm256_and_ps(v[i], absmask));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        const float d = amax / 127.0f;
+        const float id = amax > 0 ? 127.0f / amax : 0.0f;
+        out.d[b / 32] = d;
+        const __m256 idv = _mm256_set1_ps(id);
+        __m256i qi[4];
+        for (int i = 0; i < 4; ++i) qi[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], idv));
+        // unit sums: 8 int32 per vector -> one sum each
+        for (int i = 0; i < 4; ++i) {
+            __m128i s = _mm_add_epi32(_mm256_castsi256_si128(qi[i]), _mm256_extracti128_si256(qi[i], 1));
+            s = _mm_hadd_epi32(s, s);
+            s = _mm_hadd_epi32(s, s);
+            out.s8[b / 8 + i] = d * float(_mm_cvtsi128_si32(s));
+        }
+        // pack int32 -> int8 in order: packs interleave 128-bit lanes, fix with a permute
+        const __m256i p01 = _mm256_packs_epi32(qi[0], qi[1]);
+        const __m256i p23 = _mm256_packs_epi32(qi[2], qi[3]);
+        __m256i p = _mm256_packs_epi16(p01, p23);
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.q + b), p);
+    }
+}
+
+float dot_f32_avx2(const float* a, const float* b, uint64_t n) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    uint64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    float s = hsum(_mm256_add_ps(acc0, acc1));
+    for (; i < n; ++i) s += a[i] * b[i];
+    return s;
+}
+
+// ---- meta decoding, 8 columns per step -------------------------------------------------------
+
+inline __m256 round_f16x8(__m256 v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
+
+// 8 codes of `fbits` bits starting at column c0 (a multiple of 8: byte aligned), as floats
+inline __m256 codes8(const uint8_t* row, uint32_t fbits, uint64_t c0) {
+    const uint8_t* p = row + c0 * fbits / 8;
+    if (fbits == 8) return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+    if (fbits <= 4) {
+        // the 8 fields fit one 32-bit word: shift field j down by j * fbits in lane j
+        uint32_t v = 0;
+        std::memcpy(&v, p, fbits);  // fbits bytes hold exactly the 8 fields
+        const __m256i sh = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(int(fbits)));
+        const __m256i f = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(v)), sh),
+                                           _mm256_set1_epi32(int((1u << fbits) - 1u)));
+        return _mm256_cvtepi32_ps(f);
+    }
+    uint64_t v = 0;
+    std::memcpy(&v, p, fbits);
+    // 5..7 bits: spread the eight fields into eight bytes
+    const uint64_t mask = 0x0101010101010101ull * ((1u << fbits) - 1u);
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(_pdep_u64(v, mask)))));
+}
+
+// 8 table entries (f16 scale, f16 zero) starting at `e` -> two float vectors
+inline void entries8(const uint8_t* e, __m256& ts, __m256& tz) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e));
+    const __m256i lo = _mm256_and_si256(v, _mm256_set1_epi32(0xffff));
+    const __m256i hi = _mm256_srli_epi32(v, 16);
+    const __m256i pk = _mm256_permute4x64_epi64(_mm256_packus_epi32(lo, hi), 0xd8);  // ts0..7 | tz0..7
+    ts = _mm256_cvtph_ps(_mm256_castsi256_si128(pk));
+    tz = _mm256_cvtph_ps(_mm256_extracti128_si256(pk, 1));
+}
+
+// one meta field for columns [0, cols): out[c] = value; returns the first column not done
+// (the caller finishes the rest with the scalar reference)
+uint64_t decode_field8(const uint8_t* row, const uint8_t* tab, uint32_t fbits, const MetaMap& map, uint64_t mrow,
+                       uint64_t cols, float none, float* out) {
+    const uint64_t c8 = cols / 8 * 8;
+    if (fbits == 0) {
+        for (uint64_t c = 0; c < cols; ++c) out[c] = none;
+        return cols;
+    }
+    if (fbits == 16) {
+        for (uint64_t c = 0; c < c8; c += 8)
+            _mm256_storeu_ps(out + c, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * c))));
+        return c8;
+    }
+    const uint64_t base = map.index(mrow, 0);
+    if (map.cstride == 0 && map.period == 0) {  // one entry for the whole row
+        const float ts = f16_to_f32(uint16_t(tab[4 * base] | tab[4 * base + 1] << 8));
+        const float tz = f16_to_f32(uint16_t(tab[4 * base + 2] | tab[4 * base + 3] << 8));
+        const __m256 vs = _mm256_set1_ps(ts), vz = _mm256_set1_ps(tz);
+        for (uint64_t c = 0; c < c8; c += 8)
+            _mm256_storeu_ps(out + c, round_f16x8(_mm256_mul_ps(round_f16x8(_mm256_sub_ps(codes8(row, fbits, c), vz)), vs)));
+        return c8;
+    }
+    if (map.cstride != 1) return 0;
+    for (uint64_t c = 0; c < c8; c += 8) {
+        uint64_t idx = (uint64_t(mrow / map.rdiv) * map.rstride + c);
+        if (map.period) {
+            idx %= map.period;
+            if (idx + 8 > map.period) {  // the run wraps around the table: scalar for these 8
+                for (uint64_t j = c; j < c + 8; ++j) out[j] = decode_field_ref(row, tab, fbits, map, mrow, j, none);
+                continue;
+            }
+        }
+        __m256 ts, tz;
+        entries8(tab + 4 * idx, ts, tz);
+        _mm256_storeu_ps(out + c, round_f16x8(_mm256_mul_ps(round_f16x8(_mm256_sub_ps(codes8(row, fbits, c), tz)), ts)));
+    }
+    return c8;
+}
+
+void decode_meta_avx2(const WeightView& w, uint64_t mrow, float* s, float* m) {
+    const QParams& p = w.p;
+    const MetaRow r = meta_row_of(w, mrow);
+    const uint64_t ds = decode_field8(r.srow, r.stab, p.sbits, p.smap, mrow, r.cols, 1.0f, s);
+    const uint64_t dz = decode_field8(r.zrow, r.ztab, p.zbits, p.zmap, mrow, r.cols, 0.0f, m);  // m holds z here
+    const uint64_t done = ds < dz ? ds : dz;
+    if (p.zmode == ZeroMode::code) {
+        for (uint64_t c = 0; c < done; c += 8)
+            _mm256_storeu_ps(m + c, _mm256_sub_ps(_mm256_setzero_ps(),
+                                                   _mm256_mul_ps(_mm256_loadu_ps(m + c), _mm256_loadu_ps(s + c))));
+    } else {
+        for (uint64_t c = 0; c < done; c += 8)
+            _mm256_storeu_ps(m + c, _mm256_sub_ps(_mm256_setzero_ps(), _mm256_loadu_ps(m + c)));
+    }
+    if (done < r.cols) decode_meta_cols_ref(w, mrow, done, r.cols, s, m);
+}
+
+CpuKernels make_avx2() {
+    CpuKernels k{};
+    k.isa = "avx2";
+    k.quantize_act = quantize_act_avx2;
+    k.dot[1] = dot_avx2<1>;
+    k.dot[2] = dot_avx2<2>;
+    k.dot[3] = dot_avx2<3>;
+    k.dot[4] = dot_avx2<4>;
+    k.dot[8] = dot_avx2<8>;
+    k.dot_f32 = dot_f32_avx2;
+    k.decode_meta = decode_meta_avx2;
+    return k;
+}
+
+}  // namespace
+
+const CpuKernels& kernels_avx2() {
+    static const CpuKernels k = make_avx2();
+    return k;
+}
+
+}  // namespace lb

@@ -1,0 +1,167 @@
+// matmul.cpp: the CPU matmul driver (see matmul.h). Layout math per type:
+//   rg:   y = sum_i q[i] xq[i] xd[i/32] s[i/g] + sum_g m[g] * xsum[g]
+//   a0:   per row class r: xs = s[r] * x (quantized), bias = sum_k m[r][k] x[k];
+//         y[row] = sum_k q[row][k] * xs[k] + bias for the `group` rows of the class
+//   sign: xg = g * x (quantized); y[row] = h[row] * (sum xg - 2 * sum_{bit=1} xg)
+//   f32/f16/bf16: float dot products
+#include "backends/cpu/matmul.h"
+
+#include <cstring>
+#include <vector>
+
+#include "core/error.h"
+#include "core/half.h"
+
+namespace lb {
+
+static uint64_t align64(uint64_t x) { return (x + 63) & ~uint64_t(63); }
+
+static uint64_t ngroups(const WeightView& w) { return w.type == Type::rg ? w.k / w.p.group : 0; }
+
+uint64_t Matmul::shared_bytes(const WeightView& w, uint64_t ncols) {
+    if (traits(w.type).kind != Kind::quant || w.type == Type::a0) return 0;
+    return ncols * align64(act_row_bytes(w.k)) + ncols * align64(4 * ngroups(w));
+}
+
+uint64_t Matmul::thread_bytes(const WeightView& w) {
+    const uint64_t kp = act_kp(w.k);
+    switch (w.type) {
+        case Type::rg: return 2 * align64(4 * (kp / 8));
+        case Type::a0: return 2 * align64(4 * w.k) + 2 * align64(4 * kp) + align64(act_row_bytes(w.k));
+        case Type::sign: return 0;
+        default: return align64(4 * w.k);
+    }
+}
+
+uint64_t Matmul::units() const { return w->type == Type::a0 ? w->n / w->p.group : w->n; }
+
+// shared buffer: per column an activation row, then per column the group sums (rg)
+static uint8_t* act_base(const Matmul& mm, uint64_t j) { return mm.shared + j * align64(act_row_bytes(mm.w->k)); }
+static float* xsum_base(const Matmul& mm, uint64_t j) {
+    return reinterpret_cast<float*>(mm.shared + mm.ncols * align64(act_row_bytes(mm.w->k)) +
+                                    j * align64(4 * ngroups(*mm.w)));
+}
+
+void Matmul::prepare(uint64_t part, uint64_t nparts) const {
+    if (traits(w->type).kind != Kind::quant || w->type == Type::a0) return;
+    const uint64_t k = w->k;
+    for (uint64_t j = part; j < ncols; j += nparts) {
+        const float* xj = x + j * k;
+        QActRow a = act_row(act_base(*this, j), k);
+        if (w->type == Type::sign) {
+            // xg = g * x, quantized; the g vector is f32 in the weight blob
+            const float* g = reinterpret_cast<const float*>(w->data + w->lay.off_gvec);
+            float tmp[256];
+            // quantize block-wise through a small stack buffer: no allocation on the hot path
+            for (uint64_t b = 0; b < k; b += 256) {
+                const uint64_t len = k - b < 256 ? k - b : 256;
+                for (uint64_t i = 0; i < len; ++i) tmp[i] = g[b + i] * xj[b + i];
+                QActRow sub{a.q + b, a.d + b / 32, a.s8 + b / 8};
+                kern->quantize_act(tmp, len, sub);
+            }
+            continue;
+        }
+        kern->quantize_act(xj, k, a);
+        // group sums of the quantized activations: xsum[g] = sum of s8 over the group's units
+        const uint64_t G = ngroups(*w), upg = w->p.group / 8;
+        float* xs = xsum_base(*this, j);
+        for (uint64_t gi = 0; gi < G; ++gi) {
+            float s = 0;
+            for (uint64_t u = gi * upg; u < (gi + 1) * upg; ++u) s += a.s8[u];
+            xs[gi] = s;
+        }
+    }
+}
+
+void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
+    const uint64_t k = w->k, n = w->n, kp = act_kp(k);
+    const QParams& p = w->p;
+    switch (w->type) {
+        case Type::rg: {
+            const uint64_t G = ngroups(*w);
+            float* s = reinterpret_cast<float*>(ts);
+            float* m = reinterpret_cast<float*>(ts + align64(4 * (kp / 8)));
+            // the dot kernel reads group scales up to kp: zero those past the real groups
+            for (uint64_t gi = G; gi < (kp + p.group - 1) / p.group; ++gi) s[gi] = 0;
+            auto dot = kern->dot[p.bits];
+            for (uint64_t o = ub; o < ue; ++o) {
+                kern->decode_meta(*w, o, s, m);
+                for (uint64_t j = 0; j < ncols; ++j) {
+                    QActRow a = act_row(act_base(*this, j), k);
+                    y[j * n + o] = dot(w->codes(o), w->lay.kp, a.q, a.d, s, p.group) +
+                                   kern->dot_f32(m, xsum_base(*this, j), G);
+                }
+            }
+            break;
+        }
+        case Type::a0: {
+            const uint64_t R = n / p.group;
+            float* s = reinterpret_cast<float*>(ts);
+            float* m = reinterpret_cast<float*>(ts + align64(4 * k));
+            float* xs = reinterpret_cast<float*>(ts + 2 * align64(4 * k));
+            uint8_t* act = ts + 2 * align64(4 * k) + 2 * align64(4 * kp);
+            auto dot = kern->dot[p.bits];
+            for (uint64_t r = ub; r < ue; ++r) {
+                kern->decode_meta(*w, r, s, m);
+                for (uint64_t j = 0; j < ncols; ++j) {
+                    const float* xj = x + j * k;
+                    for (uint64_t i = 0; i < k; ++i) xs[i] = s[i] * xj[i];
+                    QActRow a = act_row(act, k);
+                    kern->quantize_act(xs, k, a);
+                    const float bias = kern->dot_f32(m, xj, k);
+                    for (uint64_t t = 0; t < p.group; ++t) {
+                        const uint64_t o = r + t * R;
+                        y[j * n + o] = dot(w->codes(o), w->lay.kp, a.q, a.d, nullptr, 0) + bias;
+                    }
+                }
+            }
+            break;
+        }
+        case Type::sign: {
+            const float* h = reinterpret_cast<const float*>(w->data + w->lay.off_hvec);
+            auto dot = kern->dot[1];
+            for (uint64_t j = 0; j < ncols; ++j) {
+                QActRow a = act_row(act_base(*this, j), k);
+                float total = 0;
+                for (uint64_t u = 0; u < kp / 8; ++u) total += a.s8[u];
+                for (uint64_t o = ub; o < ue; ++o)
+                    y[j * n + o] = h[o] * (total - 2.0f * dot(w->codes(o), w->lay.kp, a.q, a.d, nullptr, 0));
+            }
+            break;
+        }
+        default: {
+            float* row = reinterpret_cast<float*>(ts);
+            for (uint64_t o = ub; o < ue; ++o) {
+                const float* wr;
+                if (w->type == Type::f32) {
+                    wr = reinterpret_cast<const float*>(w->data + o * 4 * k);
+                } else {
+                    const uint16_t* src = reinterpret_cast<const uint16_t*>(w->data + o * 2 * k);
+                    if (w->type == Type::f16)
+                        for (uint64_t i = 0; i < k; ++i) row[i] = f16_to_f32(src[i]);
+                    else
+                        for (uint64_t i = 0; i < k; ++i) row[i] = bf16_to_f32(src[i]);
+                    wr = row;
+                }
+                for (uint64_t j = 0; j < ncols; ++j) y[j * n + o] = kern->dot_f32(wr, x + j * k, k);
+            }
+            break;
+        }
+    }
+}
+
+void matmul_simple(const WeightView& w, const CpuKernels& kern, const float* x, uint64_t ncols, float* y) {
+    LB_CHECK(traits(w.type).kind != Kind::act, "matmul: weight type %s is not a weight type", type_name(w.type));
+    std::vector<uint8_t> shared(Matmul::shared_bytes(w, ncols) + 64), ts(Matmul::thread_bytes(w) + 64);
+    Matmul mm;
+    mm.w = &w;
+    mm.kern = &kern;
+    mm.x = x;
+    mm.ncols = ncols;
+    mm.y = y;
+    mm.shared = shared.data();
+    mm.prepare(0, 1);
+    mm.run(0, mm.units(), ts.data());
+}
+
+}  // namespace lb

@@ -1,0 +1,38 @@
+// matmul.h: the CPU matmul driver, shared by every ISA: y[j] = W x[j] for a weight of any type
+// and ncols f32 activation rows (ncols = 1: GEMV for decode; ncols > 1: GEMM for prompts).
+// The per-ISA work is in the CpuKernels primitives (core/quant.h); this file only orders it.
+//
+// A call has two phases so that a thread pool can run both without allocating:
+//   prepare(part, nparts)   quantizes the activations (columns split over parts)
+//   run(unit_begin, unit_end, thread_scratch)
+//                           computes a range of work units: one unit = one output row, except
+//                           for a0 weights where one unit = one row class (the `group` rows
+//                           that share a scaled activation)
+// Scratch sizes are known before the call (shared_bytes, thread_bytes).
+#pragma once
+#include <cstdint>
+
+#include "core/quant.h"
+
+namespace lb {
+
+struct Matmul {
+    const WeightView* w = nullptr;
+    const CpuKernels* kern = nullptr;
+    const float* x = nullptr;  // [ncols][k]
+    uint64_t ncols = 0;
+    float* y = nullptr;         // [ncols][n]
+    uint8_t* shared = nullptr;  // shared_bytes(): quantized activations and group sums
+
+    static uint64_t shared_bytes(const WeightView& w, uint64_t ncols);
+    static uint64_t thread_bytes(const WeightView& w);
+    uint64_t units() const;
+
+    void prepare(uint64_t part, uint64_t nparts) const;
+    void run(uint64_t unit_begin, uint64_t unit_end, uint8_t* thread_scratch) const;
+};
+
+// Convenience for tests and tools: allocates scratch and runs on the calling thread.
+void matmul_simple(const WeightView& w, const CpuKernels& kern, const float* x, uint64_t ncols, float* y);
+
+}  // namespace lb

@@ -1,0 +1,94 @@
+// quant.h: weight views, the scalar reference of every quantized layout (the law), int8
+// activations, and the table of CPU kernel primitives that optimized ISAs provide.
+//
+// Two references:
+//   gemm_ref      float activations, weights dequantized exactly per formats/blocktypes.md,
+//                 double accumulation: the meaning of a layout.
+//   the q8 path   what the fast kernels compute: activations quantized to int8 blocks of 32
+//                 (per row of x), integer dot products per unit of 8 or 32 inputs, float
+//                 combination per group. kernels_ref() is its scalar form; every ISA table
+//                 must equal it to float rounding.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/types.h"
+
+namespace lb {
+
+struct WeightView {
+    Type type = Type::f32;
+    QParams p;
+    uint64_t n = 0, k = 0;  // rows (outputs), cols (inputs)
+    Layout lay;
+    const uint8_t* data = nullptr;
+
+    const uint8_t* codes(uint64_t row) const { return data + lay.off_codes + row * lay.code_row_bytes; }
+};
+
+// Validates the parameters and computes the layout; `data` must hold tensor_nbytes() bytes.
+WeightView make_view(Type t, const QParams& p, uint64_t n, uint64_t k, const void* data);
+
+// ---- codes ----------------------------------------------------------------------------------
+// One row of b-bit codes <-> one code per byte (kp entries, kp a multiple of code_chunk(bits)).
+void unpack_codes_ref(const uint8_t* row, uint32_t bits, uint64_t kp, uint8_t* q);
+void pack_codes_ref(const uint8_t* q, uint32_t bits, uint64_t kp, uint8_t* row);
+
+// Meta fields: read field `col` of a meta row packed with `fbits` bits per entry (LSB first).
+uint32_t meta_code(const uint8_t* row, uint32_t fbits, uint64_t col);
+void set_meta_code(uint8_t* row, uint32_t fbits, uint64_t col, uint32_t code);
+
+// Decodes one meta row into per-column (s, m) such that the weight is w = q * s + m:
+//   rg: meta_row = weight row, columns = groups (k / group)
+//   a0: meta_row = row class (row mod n/group), columns = inputs (k)
+// s and m follow the sources' fp16 arithmetic for the second level; see blocktypes.md.
+void decode_meta_ref(const WeightView& w, uint64_t meta_row, float* s, float* m);
+// the same for columns [c0, c1) only (optimized decoders use it for their tails)
+void decode_meta_cols_ref(const WeightView& w, uint64_t meta_row, uint64_t c0, uint64_t c1, float* s, float* m);
+// one field: raw f16 (fbits 16), or a code through its table; `none` when fbits is 0
+float decode_field_ref(const uint8_t* row, const uint8_t* tab, uint32_t fbits, const MetaMap& map, uint64_t meta_row,
+                       uint64_t col, float none);
+// pointers of one meta row
+struct MetaRow {
+    const uint8_t *srow, *zrow, *stab, *ztab;
+    uint64_t cols;
+};
+MetaRow meta_row_of(const WeightView& w, uint64_t meta_row);
+
+// Row `row` of the weight as floats [k].
+void dequant_row_ref(const WeightView& w, uint64_t row, float* out);
+
+// y[j][0..n) = W x[j][0..k) for j < ncols; x and y are row-major (x row stride k, y row stride n).
+void gemm_ref(const WeightView& w, const float* x, uint64_t ncols, float* y);
+
+// ---- int8 activations (type q8a) -------------------------------------------------------------
+// One activation row: kp int8 (zero beyond k), kp/32 float scales, kp/8 float sums
+// (s8[u] = d[u/4] * sum of the 8 int8 of unit u).
+struct QActRow {
+    int8_t* q;
+    float* d;
+    float* s8;
+};
+uint64_t act_kp(uint64_t k);                    // k rounded up to 128
+uint64_t act_row_bytes(uint64_t k);             // bytes of one row
+QActRow act_row(void* base, uint64_t k);        // views into a buffer of act_row_bytes(k)
+
+// ---- CPU kernel primitives -------------------------------------------------------------------
+// An ISA provides these; the matmul driver (backends/cpu/matmul.cpp) is shared by all ISAs.
+struct CpuKernels {
+    const char* isa;
+    // x[k] -> q8 row (rounding half away from zero, scale = max|x| / 127)
+    void (*quantize_act)(const float* x, uint64_t k, QActRow out);
+    // sum over i < kp of codes[i] * xq[i] * xd[i / 32] * s[i / g], for b-bit codes (index = bits);
+    // g is 8, 16 or a multiple of 32 and s holds at least ceil(kp / g) entries (zero beyond the
+    // real groups); s == nullptr means every s is 1 (g ignored)
+    float (*dot[9])(const uint8_t* codes, uint64_t kp, const int8_t* xq, const float* xd, const float* s, uint32_t g);
+    // y = sum_i a[i] * b[i]  (float, n any)
+    float (*dot_f32)(const float* a, const float* b, uint64_t n);
+    // decode_meta_ref, vectorized (rg and a0 weights)
+    void (*decode_meta)(const WeightView& w, uint64_t meta_row, float* s, float* m);
+};
+
+const CpuKernels& kernels_ref();
+
+}  // namespace lb

@@ -1,0 +1,257 @@
+// quant_ref.cpp: the scalar reference of every layout: code packing, meta decoding, row
+// dequantization, the float GEMM, int8 activations and the reference kernel primitives.
+// Byte layouts are specified in formats/blocktypes.md; this file is their executable form.
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "core/quant.h"
+
+namespace lb {
+
+WeightView make_view(Type t, const QParams& p, uint64_t n, uint64_t k, const void* data) {
+    WeightView w;
+    w.type = t;
+    w.p = p;
+    w.n = n;
+    w.k = k;
+    w.lay = layout(t, p, n, k);
+    w.data = static_cast<const uint8_t*>(data);
+    return w;
+}
+
+// ---- codes ----------------------------------------------------------------------------------
+// position of input i (0 <= i < chunk) inside its chunk, per bit width (see blocktypes.md)
+static inline uint32_t code_get(const uint8_t* c, uint32_t bits, uint32_t i) {
+    switch (bits) {
+        case 1: return (c[i >> 3] >> (i & 7)) & 1u;
+        case 2: return (c[i & 31] >> (2 * (i >> 5))) & 3u;
+        case 3: return ((c[i & 31] >> (2 * (i >> 5))) & 3u) | (((c[32 + (i >> 3)] >> (i & 7)) & 1u) << 2);
+        case 4: return (c[i & 31] >> (4 * (i >> 5))) & 15u;
+        default: return c[i];
+    }
+}
+
+static inline void code_set(uint8_t* c, uint32_t bits, uint32_t i, uint32_t v) {
+    switch (bits) {
+        case 1: c[i >> 3] = uint8_t(c[i >> 3] | ((v & 1u) << (i & 7))); break;
+        case 2: c[i & 31] = uint8_t(c[i & 31] | ((v & 3u) << (2 * (i >> 5)))); break;
+        case 3:
+            c[i & 31] = uint8_t(c[i & 31] | ((v & 3u) << (2 * (i >> 5))));
+            c[32 + (i >> 3)] = uint8_t(c[32 + (i >> 3)] | (((v >> 2) & 1u) << (i & 7)));
+            break;
+        case 4: c[i & 31] = uint8_t(c[i & 31] | ((v & 15u) << (4 * (i >> 5)))); break;
+        default: c[i] = uint8_t(v); break;
+    }
+}
+
+void unpack_codes_ref(const uint8_t* row, uint32_t bits, uint64_t kp, uint8_t* q) {
+    const uint32_t chunk = code_chunk(bits), cb = code_chunk_bytes(bits);
+    for (uint64_t c0 = 0; c0 < kp; c0 += chunk, row += cb)
+        for (uint32_t i = 0; i < chunk; ++i) q[c0 + i] = uint8_t(code_get(row, bits, i));
+}
+
+void pack_codes_ref(const uint8_t* q, uint32_t bits, uint64_t kp, uint8_t* row) {
+    const uint32_t chunk = code_chunk(bits), cb = code_chunk_bytes(bits);
+    std::memset(row, 0, kp / chunk * cb);
+    for (uint64_t c0 = 0; c0 < kp; c0 += chunk, row += cb)
+        for (uint32_t i = 0; i < chunk; ++i) code_set(row, bits, i, q[c0 + i]);
+}
+
+uint32_t meta_code(const uint8_t* row, uint32_t fbits, uint64_t col) {
+    if (fbits == 8) return row[col];
+    if (fbits == 16) return uint32_t(row[2 * col]) | uint32_t(row[2 * col + 1]) << 8;
+    const uint64_t bit = col * fbits;
+    // fbits <= 8: the field spans at most two bytes; read them without passing the row end
+    const uint64_t last = (bit + fbits - 1) >> 3;
+    uint32_t v = row[bit >> 3];
+    if (last != (bit >> 3)) v |= uint32_t(row[last]) << 8;
+    return (v >> (bit & 7)) & ((1u << fbits) - 1u);
+}
+
+void set_meta_code(uint8_t* row, uint32_t fbits, uint64_t col, uint32_t code) {
+    if (fbits == 8) {
+        row[col] = uint8_t(code);
+        return;
+    }
+    if (fbits == 16) {
+        row[2 * col] = uint8_t(code);
+        row[2 * col + 1] = uint8_t(code >> 8);
+        return;
+    }
+    for (uint32_t b = 0; b < fbits; ++b) {
+        const uint64_t bit = col * fbits + b;
+        const uint8_t mask = uint8_t(1u << (bit & 7));
+        row[bit >> 3] = uint8_t((code >> b) & 1u ? row[bit >> 3] | mask : row[bit >> 3] & ~mask);
+    }
+}
+
+// ---- meta -----------------------------------------------------------------------------------
+// one meta field value: raw fp16, or a code through the second-level table (two fp16 roundings)
+float decode_field_ref(const uint8_t* row, const uint8_t* tab, uint32_t fbits, const MetaMap& map, uint64_t meta_row,
+                       uint64_t col, float none) {
+    if (fbits == 0) return none;
+    const uint32_t code = meta_code(row, fbits, col);
+    if (fbits == 16) return f16_to_f32(uint16_t(code));
+    const uint8_t* e = tab + 4ull * map.index(meta_row, col);
+    const float ts = f16_to_f32(uint16_t(e[0] | e[1] << 8));
+    const float tz = f16_to_f32(uint16_t(e[2] | e[3] << 8));
+    return round_f16(round_f16(float(code) - tz) * ts);
+}
+
+MetaRow meta_row_of(const WeightView& w, uint64_t meta_row) {
+    return MetaRow{w.data + w.lay.off_scales + meta_row * w.lay.scale_row_bytes,
+                   w.data + w.lay.off_zeros + meta_row * w.lay.zero_row_bytes, w.data + w.lay.off_stab,
+                   w.data + w.lay.off_ztab, w.type == Type::rg ? w.k / w.p.group : w.k};
+}
+
+void decode_meta_ref(const WeightView& w, uint64_t meta_row, float* s, float* m) {
+    decode_meta_cols_ref(w, meta_row, 0, meta_row_of(w, meta_row).cols, s, m);
+}
+
+void decode_meta_cols_ref(const WeightView& w, uint64_t meta_row, uint64_t c0, uint64_t c1, float* s, float* m) {
+    const QParams& p = w.p;
+    const MetaRow r = meta_row_of(w, meta_row);
+    const uint8_t *srow = r.srow, *zrow = r.zrow, *stab = r.stab, *ztab = r.ztab;
+    for (uint64_t c = c0; c < c1; ++c) {
+        const float sc = decode_field_ref(srow, stab, p.sbits, p.smap, meta_row, c, 1.0f);
+        const float z = decode_field_ref(zrow, ztab, p.zbits, p.zmap, meta_row, c, 0.0f);
+        s[c] = sc;
+        m[c] = p.zmode == ZeroMode::code ? -(z * sc) : -z;
+    }
+}
+
+static float plain_elem(Type t, const uint8_t* row, uint64_t i) {
+    switch (t) {
+        case Type::f32: {
+            float f;
+            std::memcpy(&f, row + 4 * i, 4);
+            return f;
+        }
+        case Type::f16: return f16_to_f32(uint16_t(row[2 * i] | row[2 * i + 1] << 8));
+        case Type::bf16: return bf16_to_f32(uint16_t(row[2 * i] | row[2 * i + 1] << 8));
+        default: throw Error(strfmt("type %s is not a plain float type", type_name(t)));
+    }
+}
+
+void dequant_row_ref(const WeightView& w, uint64_t row, float* out) {
+    LB_CHECK(row < w.n, "row %llu out of range (%llu rows)", (unsigned long long)row, (unsigned long long)w.n);
+    const TypeTraits& tr = traits(w.type);
+    if (tr.kind == Kind::plain) {
+        const uint8_t* r = w.data + row * w.lay.code_row_bytes;
+        for (uint64_t i = 0; i < w.k; ++i) out[i] = plain_elem(w.type, r, i);
+        return;
+    }
+    LB_CHECK(tr.kind == Kind::quant, "type %s has no dequantization", tr.name);
+    std::vector<uint8_t> q(w.lay.kp);
+    unpack_codes_ref(w.codes(row), w.p.bits, w.lay.kp, q.data());
+    if (w.type == Type::sign) {
+        const float* g = reinterpret_cast<const float*>(w.data + w.lay.off_gvec);
+        float h;
+        std::memcpy(&h, w.data + w.lay.off_hvec + 4 * row, 4);
+        for (uint64_t i = 0; i < w.k; ++i) {
+            float gi;
+            std::memcpy(&gi, &g[i], 4);
+            out[i] = h * (q[i] ? -gi : gi);
+        }
+        return;
+    }
+    const bool rg = w.type == Type::rg;
+    const uint64_t cols = rg ? w.k / w.p.group : w.k;
+    std::vector<float> s(cols), m(cols);
+    decode_meta_ref(w, rg ? row : row % (w.n / w.p.group), s.data(), m.data());
+    for (uint64_t i = 0; i < w.k; ++i) {
+        const uint64_t c = rg ? i / w.p.group : i;
+        out[i] = float(q[i]) * s[c] + m[c];
+    }
+}
+
+void gemm_ref(const WeightView& w, const float* x, uint64_t ncols, float* y) {
+    std::vector<float> row(w.k);
+    for (uint64_t o = 0; o < w.n; ++o) {
+        dequant_row_ref(w, o, row.data());
+        for (uint64_t j = 0; j < ncols; ++j) {
+            double acc = 0;
+            const float* xj = x + j * w.k;
+            for (uint64_t i = 0; i < w.k; ++i) acc += double(row[i]) * double(xj[i]);
+            y[j * w.n + o] = float(acc);
+        }
+    }
+}
+
+// ---- activations ----------------------------------------------------------------------------
+uint64_t act_kp(uint64_t k) { return (k + 127) / 128 * 128; }
+uint64_t act_row_bytes(uint64_t k) { return layout(Type::q8a, QParams{}, 1, k).nbytes; }
+
+QActRow act_row(void* base, uint64_t k) {
+    const uint64_t kp = act_kp(k);
+    uint8_t* b = static_cast<uint8_t*>(base);
+    return QActRow{reinterpret_cast<int8_t*>(b), reinterpret_cast<float*>(b + kp),
+                   reinterpret_cast<float*>(b + kp + kp / 32 * 4)};
+}
+
+static void quantize_act_scalar(const float* x, uint64_t k, QActRow out) {
+    const uint64_t kp = act_kp(k);
+    for (uint64_t b = 0; b < kp; b += 32) {
+        float amax = 0;
+        for (uint64_t i = b; i < b + 32 && i < k; ++i) amax = std::fmax(amax, std::fabs(x[i]));
+        const float d = amax / 127.0f;
+        const float id = amax > 0 ? 127.0f / amax : 0.0f;
+        out.d[b / 32] = d;
+        for (uint64_t u = b; u < b + 32; u += 8) {
+            int sum = 0;
+            for (uint64_t i = u; i < u + 8; ++i) {
+                const int q = i < k ? int(std::nearbyint(x[i] * id)) : 0;
+                out.q[i] = int8_t(q);
+                sum += q;
+            }
+            out.s8[u / 8] = d * float(sum);
+        }
+    }
+}
+
+template <int BITS>
+static float dot_ref(const uint8_t* codes, uint64_t kp, const int8_t* xq, const float* xd, const float* s, uint32_t g) {
+    // integer sums per unit of 8 inputs (a unit never straddles a group or an activation block),
+    // then one float product per unit
+    const uint32_t chunk = code_chunk(BITS), cb = code_chunk_bytes(BITS);
+    float acc = 0;
+    for (uint64_t c0 = 0; c0 < kp; c0 += chunk, codes += cb) {
+        for (uint32_t u0 = 0; u0 < chunk; u0 += 8) {
+            int32_t isum = 0;
+            for (uint32_t i = u0; i < u0 + 8; ++i) isum += int32_t(code_get(codes, BITS, i)) * xq[c0 + i];
+            const uint64_t i0 = c0 + u0;
+            acc += (s ? s[i0 / g] * xd[i0 / 32] : xd[i0 / 32]) * float(isum);
+        }
+    }
+    return acc;
+}
+
+static float dot_f32_scalar(const float* a, const float* b, uint64_t n) {
+    float acc = 0;
+    for (uint64_t i = 0; i < n; ++i) acc += a[i] * b[i];
+    return acc;
+}
+
+static CpuKernels make_ref() {
+    CpuKernels k{};
+    k.isa = "ref";
+    k.quantize_act = quantize_act_scalar;
+    k.dot[1] = dot_ref<1>;
+    k.dot[2] = dot_ref<2>;
+    k.dot[3] = dot_ref<3>;
+    k.dot[4] = dot_ref<4>;
+    k.dot[8] = dot_ref<8>;
+    k.dot_f32 = dot_f32_scalar;
+    k.decode_meta = decode_meta_ref;
+    return k;
+}
+
+const CpuKernels& kernels_ref() {
+    static const CpuKernels k = make_ref();
+    return k;
+}
+
+}  // namespace lb

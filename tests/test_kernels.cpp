@@ -1,0 +1,224 @@
+// test_kernels.cpp: every optimized CPU kernel table equals the scalar reference, primitive by
+// primitive and through the matmul driver for every preset, on odd shapes, with NaN-prefilled
+// outputs; and the q8 path agrees with the float reference within a per-bit-width tolerance.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "backends/cpu/dispatch.h"
+#include "backends/cpu/matmul.h"
+#include "core/quant.h"
+#include "core/random_weights.h"
+
+using namespace lb;
+
+namespace {
+
+std::vector<float> randvec(uint64_t n, uint64_t seed, float scale = 1.0f) {
+    Rng r{seed};
+    std::vector<float> v(n);
+    for (auto& x : v) x = scale * r.normal();
+    return v;
+}
+
+const int kBits[] = {1, 2, 3, 4, 8};
+
+}  // namespace
+
+TEST_CASE("every kernel table is complete and no entry is the reference") {
+    const auto tables = kernels_available();
+    REQUIRE(tables.size() >= 1);
+    CHECK(std::strcmp(tables[0]->isa, "ref") == 0);
+#if defined(__x86_64__)
+    // this build targets x86-64: AVX2 must be present on any machine that runs the tests
+    CHECK(tables.size() >= 2);
+#endif
+    const CpuKernels& ref = kernels_ref();
+    for (const CpuKernels* t : tables) {
+        INFO("isa " << std::string(t->isa));
+        REQUIRE(bool(t->quantize_act));
+        REQUIRE(bool(t->dot_f32));
+        REQUIRE(bool(t->decode_meta));
+        for (int b : kBits) {
+            REQUIRE(bool(t->dot[b]));
+            if (t != &ref) CHECK_MESSAGE(bool(t->dot[b] != ref.dot[b]), "falls back");  // no silent fallback
+        }
+        if (t != &ref) {
+            CHECK_MESSAGE(bool(t->quantize_act != ref.quantize_act), "falls back");
+            CHECK_MESSAGE(bool(t->dot_f32 != ref.dot_f32), "falls back");
+            CHECK_MESSAGE(bool(t->decode_meta != ref.decode_meta), "falls back");
+        }
+    }
+}
+
+TEST_CASE("quantize_act is bit-exact with the reference") {
+    const CpuKernels& ref = kernels_ref();
+    for (const CpuKernels* t : kernels_available()) {
+        for (uint64_t k : {1ull, 7ull, 31ull, 32ull, 33ull, 100ull, 128ull, 255ull, 576ull, 4096ull}) {
+            INFO("isa " << std::string(t->isa) << " k " << k);
+            std::vector<float> x = randvec(k, k * 7 + 1);
+            if (k > 10) x[3] = 0.0f, x[5] = -x[4];
+            if (k >= 64) std::fill(x.begin() + 32, x.begin() + 64, 0.0f);  // an all-zero block
+            std::vector<uint8_t> a(act_row_bytes(k), 0xAB), b(act_row_bytes(k), 0xCD);
+            ref.quantize_act(x.data(), k, act_row(a.data(), k));
+            t->quantize_act(x.data(), k, act_row(b.data(), k));
+            CHECK(std::memcmp(a.data(), b.data(), a.size()) == 0);
+            // the quantized values reproduce x within half a step
+            QActRow r = act_row(a.data(), k);
+            for (uint64_t i = 0; i < k; ++i) CHECK(std::fabs(r.q[i] * r.d[i / 32] - x[i]) <= 0.5f * r.d[i / 32] + 1e-7f);
+        }
+    }
+}
+
+TEST_CASE("dot primitives equal the reference for every bit width, group size and length") {
+    const CpuKernels& ref = kernels_ref();
+    for (const CpuKernels* t : kernels_available()) {
+        for (int bits : kBits) {
+            const uint64_t chunk = code_chunk(bits);
+            for (uint64_t nchunks : {1ull, 2ull, 3ull, 5ull, 33ull}) {
+                const uint64_t kp = chunk * nchunks;
+                Rng rng{uint64_t(bits * 1000 + nchunks)};
+                std::vector<uint8_t> q(kp), codes(kp / chunk * code_chunk_bytes(bits));
+                for (auto& v : q) v = uint8_t(rng.next() & ((1u << bits) - 1));
+                pack_codes_ref(q.data(), bits, kp, codes.data());
+                std::vector<int8_t> xq(kp);
+                for (auto& v : xq) v = int8_t(int(rng.next() % 255) - 127);
+                std::vector<float> xd(kp / 32 + 1), sc(kp / 8);
+                for (auto& v : xd) v = 0.001f + 0.01f * rng.uniform();
+                for (auto& v : sc) v = 0.5f + rng.uniform();
+                for (uint32_t g : {0u, 8u, 16u, 32u, 64u, 96u}) {
+                    if (g > kp) continue;
+                    const float* s = g ? sc.data() : nullptr;
+                    INFO("isa " << std::string(t->isa) << " bits " << bits << " g " << g << " kp " << kp);
+                    const float want = ref.dot[bits](codes.data(), kp, xq.data(), xd.data(), s, g);
+                    const float got = t->dot[bits](codes.data(), kp, xq.data(), xd.data(), s, g);
+                    // bound: float reassociation over kp/8 terms of magnitude <= max|term|
+                    double mag = 0;
+                    for (uint64_t i = 0; i < kp; ++i)
+                        mag += std::fabs(double(q[i]) * xq[i] * xd[i / 32] * (g ? sc[i / g] : 1.0f));
+                    CHECK(std::fabs(double(got) - want) <= 1e-5 * mag + 1e-6);
+                }
+            }
+        }
+        std::vector<float> a = randvec(1031, 5), b = randvec(1031, 6);
+        double mag = 0;
+        for (int i = 0; i < 1031; ++i) mag += std::fabs(double(a[i]) * b[i]);
+        CHECK(std::fabs(t->dot_f32(a.data(), b.data(), 1031) - ref.dot_f32(a.data(), b.data(), 1031)) <= 1e-5 * mag);
+    }
+}
+
+// shapes per preset: (n, k) that fit the preset's divisibility rules, with tails
+static std::vector<std::pair<uint64_t, uint64_t>> shapes_for(const Preset& pr) {
+    const std::string name = pr.name;
+    if (pr.type == Type::a0) {
+        if (name == "q1_g8_a0") return {{64, 256}, {128, 96}};  // meta count divisible by 128
+        return {{64, 96}, {128, 200}, {16 * 64 / 16 * 5, 40}};
+    }
+    if (name == "q4_g64_hqqm") return {{128, 128}, {64, 1024}};
+    if (name.find("g64") != std::string::npos) return {{5, 64}, {33, 576}, {64, 192}};
+    if (name.find("g32") != std::string::npos) return {{1, 32}, {7, 96}, {65, 576}, {3, 4096}};
+    if (name.find("g16") != std::string::npos) return {{3, 16}, {65, 48}, {17, 576}};
+    if (name.find("g8") != std::string::npos) return {{1, 8}, {9, 40}, {33, 576}, {70, 200}};
+    return {{1, 8}, {13, 40}, {31, 576}, {64, 1000}};  // sign
+}
+
+TEST_CASE("matmul through every kernel table equals the q8 reference, and the float reference within tolerance") {
+    size_t np = 0;
+    const Preset* presets = all_presets(&np);
+    for (size_t pi = 0; pi < np; ++pi) {
+        const Preset& pr = presets[pi];
+        for (auto [n, k] : shapes_for(pr)) {
+            const QParams p = preset_params(pr, n, k);
+            const std::vector<uint8_t> blob = random_weight(pr.type, p, n, k, n * 31 + k);
+            const WeightView w = make_view(pr.type, p, n, k, blob.data());
+            for (uint64_t ncols : {1ull, 3ull}) {
+                INFO("preset " << std::string(pr.name) << " n " << n << " k " << k << " ncols " << ncols);
+                const std::vector<float> x = randvec(ncols * k, k + ncols);
+                std::vector<float> yf(ncols * n), yq(ncols * n, std::numeric_limits<float>::quiet_NaN());
+                gemm_ref(w, x.data(), ncols, yf.data());
+                matmul_simple(w, kernels_ref(), x.data(), ncols, yq.data());
+                // q8 path vs float: activation rounding error, relative to sum |w||x|
+                std::vector<float> row(k);
+                std::vector<double> mag(n);
+                for (uint64_t o = 0; o < n; ++o) {
+                    dequant_row_ref(w, o, row.data());
+                    for (uint64_t i = 0; i < k; ++i) mag[o] += std::fabs(row[i]);
+                }
+                double worst = 0;
+                for (uint64_t j = 0; j < ncols; ++j)
+                    for (uint64_t o = 0; o < n; ++o) {
+                        REQUIRE(std::isfinite(yq[j * n + o]));
+                        worst = std::max(worst, std::fabs(double(yq[j * n + o]) - yf[j * n + o]) / (mag[o] + 1e-12));
+                    }
+                // int8 activations: error per input <= max|x| / 254 (x ~ N(0,1), blocks of 32 -> about 0.012);
+                // a0 quantizes s*x, same bound
+                CHECK(worst < 0.02);
+                for (const CpuKernels* t : kernels_available()) {
+                    if (t == &kernels_ref()) continue;
+                    INFO("isa " << std::string(t->isa));
+                    std::vector<float> yt(ncols * n, std::numeric_limits<float>::quiet_NaN());
+                    matmul_simple(w, *t, x.data(), ncols, yt.data());
+                    double worst_t = 0;
+                    for (uint64_t j = 0; j < ncols; ++j)
+                        for (uint64_t o = 0; o < n; ++o) {
+                            REQUIRE(std::isfinite(yt[j * n + o]));
+                            worst_t = std::max(worst_t,
+                                               std::fabs(double(yt[j * n + o]) - yq[j * n + o]) / (mag[o] + 1e-12));
+                        }
+                    CHECK(worst_t < 1e-5);
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("decode_meta of every table equals the reference exactly for every preset") {
+    size_t np = 0;
+    const Preset* presets = all_presets(&np);
+    for (size_t pi = 0; pi < np; ++pi) {
+        const Preset& pr = presets[pi];
+        if (pr.type == Type::sign) continue;
+        for (auto [n, k] : shapes_for(pr)) {
+            const QParams p = preset_params(pr, n, k);
+            const std::vector<uint8_t> blob = random_weight(pr.type, p, n, k, n + 3 * k);
+            const WeightView w = make_view(pr.type, p, n, k, blob.data());
+            const uint64_t rows = w.lay.meta_rows, cols = meta_row_of(w, 0).cols;
+            std::vector<float> s0(cols), m0(cols), s1(cols), m1(cols);
+            for (const CpuKernels* t : kernels_available()) {
+                INFO("preset " << std::string(pr.name) << " n " << n << " k " << k << " isa " << std::string(t->isa));
+                bool same = true;
+                for (uint64_t r = 0; r < rows; ++r) {
+                    decode_meta_ref(w, r, s0.data(), m0.data());
+                    std::fill(s1.begin(), s1.end(), std::numeric_limits<float>::quiet_NaN());
+                    std::fill(m1.begin(), m1.end(), std::numeric_limits<float>::quiet_NaN());
+                    t->decode_meta(w, r, s1.data(), m1.data());
+                    for (uint64_t c = 0; c < cols; ++c) same = same && s0[c] == s1[c] && m0[c] == m1[c];
+                }
+                CHECK(same);
+            }
+        }
+    }
+}
+
+TEST_CASE("matmul of f32, f16 and bf16 weights equals the float reference through every table") {
+    for (Type t : {Type::f32, Type::f16, Type::bf16}) {
+        for (auto [n, k] : std::vector<std::pair<uint64_t, uint64_t>>{{1, 1}, {7, 13}, {33, 65}, {64, 576}}) {
+            const std::vector<uint8_t> blob = random_weight(t, QParams{}, n, k, n * k);
+            const WeightView w = make_view(t, QParams{}, n, k, blob.data());
+            for (uint64_t ncols : {1ull, 4ull}) {
+                const std::vector<float> x = randvec(ncols * k, 11);
+                std::vector<float> want(ncols * n);
+                gemm_ref(w, x.data(), ncols, want.data());
+                for (const CpuKernels* kt : kernels_available()) {
+                    INFO("type " << std::string(type_name(t)) << " " << n << "x" << k << " isa " << std::string(kt->isa));
+                    std::vector<float> got(ncols * n, std::numeric_limits<float>::quiet_NaN());
+                    matmul_simple(w, *kt, x.data(), ncols, got.data());
+                    for (uint64_t i = 0; i < ncols * n; ++i) CHECK(std::fabs(got[i] - want[i]) <= 1e-4f * (1.0f + std::fabs(want[i])));
+                }
+            }
+        }
+    }
+}
