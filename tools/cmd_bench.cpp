@@ -75,31 +75,16 @@ struct Result {
     double bpw, us, gbs, gws, frac;
 };
 
-// one timed matmul over the weight copy `w` with activations x (ncols rows)
+// runs matmuls on the pool with scratch kept between calls
 struct Runner {
     ThreadPool& pool;
     const CpuKernels& kern;
-    std::vector<std::vector<uint8_t>> thread_scratch;
-    std::vector<uint8_t> shared;
+    std::vector<uint8_t> scratch;
 
     void run(const WeightView& w, const float* x, uint64_t ncols, float* y) {
-        Matmul mm;
-        mm.w = &w;
-        mm.kern = &kern;
-        mm.x = x;
-        mm.ncols = ncols;
-        mm.y = y;
-        const uint64_t sb = Matmul::shared_bytes(w, ncols) + 64;
-        if (shared.size() < sb) shared.resize(sb);
-        mm.shared = shared.data();
-        const int nt = pool.size();
-        if (int(thread_scratch.size()) < nt) thread_scratch.resize(nt);
-        for (auto& s : thread_scratch)
-            if (s.size() < Matmul::thread_bytes(w) + 64) s.resize(Matmul::thread_bytes(w) + 64);
-        pool.parallel_for(uint64_t(nt), [&](uint64_t b, uint64_t e, int) {
-            for (uint64_t p = b; p < e; ++p) mm.prepare(p, uint64_t(nt));
-        });
-        pool.parallel_for(mm.units(), [&](uint64_t b, uint64_t e, int th) { mm.run(b, e, thread_scratch[th].data()); });
+        const uint64_t need = matmul_scratch_bytes(w, ncols, pool.size());
+        if (scratch.size() < need) scratch.resize(need);
+        matmul(w, kern, x, ncols, y, pool, scratch.data());
     }
 };
 
@@ -224,7 +209,7 @@ int bench_kernels(int argc, char** argv) {
     std::printf("|---|---|---|---|---|---|---|---|---|\n");
     std::fflush(stdout);
     std::vector<Result> results;
-    Runner runner{pool, kern, {}, {}};
+    Runner runner{pool, kern, {}};
     for (const auto& tname : o.types) {
         const Preset& pr = *find_preset(tname);
         for (auto [k, n] : o.shapes) {

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/threadpool.h"
 
 namespace lb {
 
@@ -148,6 +149,31 @@ void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
             break;
         }
     }
+}
+
+uint64_t matmul_scratch_bytes(const WeightView& w, uint64_t ncols, int nthreads) {
+    return 64 + align64(Matmul::shared_bytes(w, ncols)) + uint64_t(nthreads) * align64(Matmul::thread_bytes(w));
+}
+
+void matmul(const WeightView& w, const CpuKernels& kern, const float* x, uint64_t ncols, float* y, ThreadPool& pool,
+            uint8_t* scratch) {
+    uint8_t* base = reinterpret_cast<uint8_t*>(align64(reinterpret_cast<uintptr_t>(scratch)));
+    const uint64_t tb = align64(Matmul::thread_bytes(w));
+    uint8_t* per_thread = base + align64(Matmul::shared_bytes(w, ncols));
+    Matmul mm;
+    mm.w = &w;
+    mm.kern = &kern;
+    mm.x = x;
+    mm.ncols = ncols;
+    mm.y = y;
+    mm.shared = base;
+    const uint64_t nt = uint64_t(pool.size());
+    if (mm.shared_bytes(w, ncols)) {
+        pool.parallel_for(nt, [&](uint64_t b, uint64_t e, int) {
+            for (uint64_t part = b; part < e; ++part) mm.prepare(part, nt);
+        });
+    }
+    pool.parallel_for(mm.units(), [&](uint64_t b, uint64_t e, int th) { mm.run(b, e, per_thread + uint64_t(th) * tb); });
 }
 
 void matmul_simple(const WeightView& w, const CpuKernels& kern, const float* x, uint64_t ncols, float* y) {

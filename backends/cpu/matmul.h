@@ -32,7 +32,17 @@ struct Matmul {
     void run(uint64_t unit_begin, uint64_t unit_end, uint8_t* thread_scratch) const;
 };
 
-// Convenience for tests and tools: allocates scratch and runs on the calling thread.
+class ThreadPool;
+
+// Bytes of scratch that matmul() needs for this weight, ncols and thread count.
+uint64_t matmul_scratch_bytes(const WeightView& w, uint64_t ncols, int nthreads);
+
+// y = W x on all threads of `pool`, using `scratch` (matmul_scratch_bytes, any alignment);
+// allocates nothing.
+void matmul(const WeightView& w, const CpuKernels& kern, const float* x, uint64_t ncols, float* y, ThreadPool& pool,
+            uint8_t* scratch);
+
+// Convenience for tests: allocates scratch and runs on the calling thread.
 void matmul_simple(const WeightView& w, const CpuKernels& kern, const float* x, uint64_t ncols, float* y);
 
 }  // namespace lb
