@@ -111,16 +111,16 @@ void decode_meta_ref(const WeightView& w, uint64_t meta_row, float* s, float* m)
     decode_meta_cols_ref(w, meta_row, 0, meta_row_of(w, meta_row).cols, s, m);
 }
 
+// (s, m) of one meta column: w = q * s + m
+static void meta_one(const WeightView& w, uint64_t mrow, uint64_t c, float& s, float& m) {
+    const MetaRow r = meta_row_of(w, mrow);
+    s = decode_field_ref(r.srow, r.stab, w.p.sbits, w.p.smap, mrow, c, 1.0f);
+    const float z = decode_field_ref(r.zrow, r.ztab, w.p.zbits, w.p.zmap, mrow, c, 0.0f);
+    m = w.p.zmode == ZeroMode::code ? -(z * s) : -z;
+}
+
 void decode_meta_cols_ref(const WeightView& w, uint64_t meta_row, uint64_t c0, uint64_t c1, float* s, float* m) {
-    const QParams& p = w.p;
-    const MetaRow r = meta_row_of(w, meta_row);
-    const uint8_t *srow = r.srow, *zrow = r.zrow, *stab = r.stab, *ztab = r.ztab;
-    for (uint64_t c = c0; c < c1; ++c) {
-        const float sc = decode_field_ref(srow, stab, p.sbits, p.smap, meta_row, c, 1.0f);
-        const float z = decode_field_ref(zrow, ztab, p.zbits, p.zmap, meta_row, c, 0.0f);
-        s[c] = sc;
-        m[c] = p.zmode == ZeroMode::code ? -(z * sc) : -z;
-    }
+    for (uint64_t c = c0; c < c1; ++c) meta_one(w, meta_row, c, s[c], m[c]);
 }
 
 static float plain_elem(Type t, const uint8_t* row, uint64_t i) {
@@ -145,26 +145,39 @@ void dequant_row_ref(const WeightView& w, uint64_t row, float* out) {
         return;
     }
     LB_CHECK(tr.kind == Kind::quant, "type %s has no dequantization", tr.name);
-    std::vector<uint8_t> q(w.lay.kp);
-    unpack_codes_ref(w.codes(row), w.p.bits, w.lay.kp, q.data());
+    // no heap allocation: get_rows runs this on the decode path. Codes are unpacked one chunk at
+    // a time; the meta of a group (rg) or column (a0) is decoded when it is first needed.
+    const uint32_t chunk = code_chunk(w.p.bits), cb = code_chunk_bytes(w.p.bits);
+    uint8_t q[128];
+    const uint8_t* codes = w.codes(row);
     if (w.type == Type::sign) {
-        const float* g = reinterpret_cast<const float*>(w.data + w.lay.off_gvec);
+        const uint8_t* g = w.data + w.lay.off_gvec;
         float h;
         std::memcpy(&h, w.data + w.lay.off_hvec + 4 * row, 4);
-        for (uint64_t i = 0; i < w.k; ++i) {
-            float gi;
-            std::memcpy(&gi, &g[i], 4);
-            out[i] = h * (q[i] ? -gi : gi);
+        for (uint64_t c0 = 0; c0 < w.k; c0 += chunk, codes += cb) {
+            unpack_codes_ref(codes, w.p.bits, chunk, q);
+            for (uint64_t i = c0; i < c0 + chunk && i < w.k; ++i) {
+                float gi;
+                std::memcpy(&gi, g + 4 * i, 4);
+                out[i] = h * (q[i - c0] ? -gi : gi);
+            }
         }
         return;
     }
     const bool rg = w.type == Type::rg;
-    const uint64_t cols = rg ? w.k / w.p.group : w.k;
-    std::vector<float> s(cols), m(cols);
-    decode_meta_ref(w, rg ? row : row % (w.n / w.p.group), s.data(), m.data());
-    for (uint64_t i = 0; i < w.k; ++i) {
-        const uint64_t c = rg ? i / w.p.group : i;
-        out[i] = float(q[i]) * s[c] + m[c];
+    const uint64_t mrow = rg ? row : row % (w.n / w.p.group);
+    uint64_t cur = ~uint64_t(0);
+    float s = 0, m = 0;
+    for (uint64_t c0 = 0; c0 < w.k; c0 += chunk, codes += cb) {
+        unpack_codes_ref(codes, w.p.bits, chunk, q);
+        for (uint64_t i = c0; i < c0 + chunk && i < w.k; ++i) {
+            const uint64_t c = rg ? i / w.p.group : i;
+            if (c != cur) {
+                meta_one(w, mrow, c, s, m);
+                cur = c;
+            }
+            out[i] = float(q[i - c0]) * s + m;
+        }
     }
 }
 

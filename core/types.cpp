@@ -120,8 +120,8 @@ Layout layout(Type t, const QParams& p, uint64_t n, uint64_t k) {
     validate(t, p, n, k);
     Layout L;
     const TypeTraits& tr = traits(t);
-    if (tr.kind == Kind::plain) {
-        const uint64_t es = t == Type::f32 ? 4 : 2;
+    if (tr.kind == Kind::plain || tr.kind == Kind::ints) {
+        const uint64_t es = t == Type::f16 || t == Type::bf16 ? 2 : 4;
         L.kp = k;
         L.code_row_bytes = k * es;
         L.nbytes = n * k * es;

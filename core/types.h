@@ -26,11 +26,12 @@ namespace lb {
     X(f16, 1, Kind::plain, 1, "16-bit IEEE float")                                         \
     X(bf16, 2, Kind::plain, 1, "bfloat16")                                                 \
     X(q8a, 3, Kind::act, 1, "int8 activations, blocks of 32 with a float scale")          \
+    X(i32, 4, Kind::ints, 1, "32-bit signed integer (token ids, positions)")               \
     X(rg, 16, Kind::quant, 1, "b-bit codes, groups along the input dim, two-level meta")   \
     X(a0, 17, Kind::quant, 1, "b-bit codes, groups over strided rows (HQQ axis 0)")        \
     X(sign, 18, Kind::quant, 1, "1-bit sign matrix with input and output vectors (OneBit)")
 
-enum class Kind : uint8_t { plain, act, quant };
+enum class Kind : uint8_t { plain, ints, act, quant };  // plain: float element types
 
 enum class Type : uint16_t {
 #define LB_X(name, id, kind, ver, desc) name = id,

@@ -155,8 +155,14 @@ uint64_t matmul_scratch_bytes(const WeightView& w, uint64_t ncols, int nthreads)
     return 64 + align64(Matmul::shared_bytes(w, ncols)) + uint64_t(nthreads) * align64(Matmul::thread_bytes(w));
 }
 
+bool is_weight_type(Type t) {
+    const Kind k = traits(t).kind;
+    return k == Kind::quant || k == Kind::plain;
+}
+
 void matmul(const WeightView& w, const CpuKernels& kern, const float* x, uint64_t ncols, float* y, ThreadPool& pool,
             uint8_t* scratch) {
+    LB_CHECK(is_weight_type(w.type), "matmul: %s is not a weight type", type_name(w.type));
     uint8_t* base = reinterpret_cast<uint8_t*>(align64(reinterpret_cast<uintptr_t>(scratch)));
     const uint64_t tb = align64(Matmul::thread_bytes(w));
     uint8_t* per_thread = base + align64(Matmul::shared_bytes(w, ncols));
@@ -177,7 +183,7 @@ void matmul(const WeightView& w, const CpuKernels& kern, const float* x, uint64_
 }
 
 void matmul_simple(const WeightView& w, const CpuKernels& kern, const float* x, uint64_t ncols, float* y) {
-    LB_CHECK(traits(w.type).kind != Kind::act, "matmul: weight type %s is not a weight type", type_name(w.type));
+    LB_CHECK(is_weight_type(w.type), "matmul: %s is not a weight type", type_name(w.type));
     std::vector<uint8_t> shared(Matmul::shared_bytes(w, ncols) + 64), ts(Matmul::thread_bytes(w) + 64);
     Matmul mm;
     mm.w = &w;

@@ -34,6 +34,9 @@ struct Matmul {
 
 class ThreadPool;
 
+// f32, f16, bf16 and the quantized types can be matmul weights
+bool is_weight_type(Type t);
+
 // Bytes of scratch that matmul() needs for this weight, ncols and thread count.
 uint64_t matmul_scratch_bytes(const WeightView& w, uint64_t ncols, int nthreads);
 

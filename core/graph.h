@@ -1,0 +1,92 @@
+// graph.h: building, planning and running a graph of ops (core/ops.h) on the CPU.
+//
+//   Graph g;
+//   Tensor* ids = g.input(Type::i32, {n});                   // arena memory, filled after plan()
+//   Tensor* w = g.weight("wq", Type::rg, qp, N, K, blob);   // user memory, never copied
+//   Tensor* y = g.mul_mat(w, g.get_rows(emb, ids));
+//   g.output(y);
+//   g.plan(threads);      // order, buffers, one arena: all allocation happens here
+//   fill ids->data; g.compute(pool);  read y->data        // allocates nothing, every time
+//
+// plan(): the nodes reachable from the outputs (and every cpy, which has a side effect) are put
+// in a topological order; each non-view result gets an arena offset, and a buffer returns to
+// the free list once the last node reading it (directly or through any view of it) has run.
+// Inputs and outputs are never reused. The arena (buffers + op scratch for max_threads) is
+// allocated once. A cpy into some storage runs before every later-built node reading it.
+#pragma once
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <vector>
+
+#include "core/tensor.h"
+#include "core/threadpool.h"
+
+namespace lb {
+
+class Graph {
+ public:
+    Graph();
+    ~Graph();
+    Graph(const Graph&) = delete;
+    Graph& operator=(const Graph&) = delete;
+
+    // ---- leaves ----
+    // graph input in the arena; its data pointer is valid after plan()
+    Tensor* input(Type t, std::initializer_list<int64_t> ne, const char* name = "");
+    // user memory (activations, a KV cache): never freed or moved by the graph
+    Tensor* external(Type t, std::initializer_list<int64_t> ne, void* data, const char* name = "");
+    // weight [K, N] of any type in user memory (quantized: the lb::layout blob)
+    Tensor* weight(const char* name, Type t, const QParams& p, uint64_t n, uint64_t k, const void* data);
+    // keeps t (and what it views) alive to the end and makes it a root of the graph
+    void output(Tensor* t);
+
+    // ---- ops (see core/ops.h for shapes) ----
+    Tensor* get_rows(Tensor* a, Tensor* ids);
+    Tensor* rms_norm(Tensor* a, float eps);
+    Tensor* layer_norm(Tensor* a, float eps);
+    Tensor* add(Tensor* a, Tensor* b);
+    Tensor* mul(Tensor* a, Tensor* b);
+    Tensor* scale(Tensor* a, float s);
+    Tensor* mul_mat(Tensor* w, Tensor* x);
+    Tensor* rope(Tensor* a, Tensor* pos, int n_dims, RopeMode mode, float theta, float freq_scale = 1.0f);
+    Tensor* softmax(Tensor* a, Tensor* pos_or_null, float scale);
+    Tensor* silu(Tensor* a);
+    Tensor* swiglu(Tensor* a, Tensor* b);
+    Tensor* cpy(Tensor* src, Tensor* dst);
+    Tensor* cont(Tensor* a);
+    Tensor* argmax(Tensor* a);
+    Tensor* reshape(Tensor* a, std::initializer_list<int64_t> ne);
+    // view of nd = ne.size() dims with byte strides nb (nd - 1 of them: nb[1..nd)), nb[0] is the
+    // element size; offset in bytes
+    Tensor* view(Tensor* a, std::initializer_list<int64_t> ne, std::initializer_list<uint64_t> nb, uint64_t offset);
+    Tensor* permute(Tensor* a, int ax0, int ax1, int ax2, int ax3);
+    Tensor* transpose(Tensor* a);
+
+    // ---- planning and execution ----
+    void plan(int max_threads);
+    void compute(ThreadPool& pool);  // pool.size() <= max_threads of plan()
+
+    // ---- introspection (tests, tools) ----
+    const std::vector<Tensor*>& order() const { return order_; }  // execution order, leaves included
+    uint64_t arena_bytes() const { return arena_bytes_; }         // buffers, after reuse
+    uint64_t buffer_bytes_sum() const { return buffer_sum_; }     // sum of every arena buffer
+    uint64_t work_bytes() const { return work_bytes_; }           // op scratch (in the arena too)
+    size_t n_tensors() const { return tensors_.size(); }
+
+ private:
+    Tensor* new_tensor(Op op, Tensor* a, Tensor* b, const char* name);
+    Tensor* finish(Tensor* t);  // runs the op's shape check
+
+    std::vector<std::unique_ptr<Tensor>> tensors_;  // creation order
+    std::vector<Tensor*> outputs_;
+    std::vector<Tensor*> order_;
+    std::vector<uint64_t> arena_store_;  // 64-byte aligned by construction (uint64_t + rounding)
+    uint8_t* arena_ = nullptr;
+    uint8_t* work_ = nullptr;
+    uint64_t arena_bytes_ = 0, buffer_sum_ = 0, work_bytes_ = 0, work_per_thread_ = 0;
+    int max_threads_ = 0;
+    bool planned_ = false;
+};
+
+}  // namespace lb
