@@ -188,9 +188,7 @@ static bool mm_uses_driver(const Tensor& t) {
 static uint64_t work_mul_mat(const Tensor& t, int nth) {
     const Tensor& w = *t.src[0];
     if (mm_uses_driver(t)) {
-        const WeightView wv = w.weight_view();
-        return align64(Matmul::shared_bytes(wv, uint64_t(t.src[1]->nrows()))) +
-               uint64_t(nth) * align64(Matmul::thread_bytes(wv));
+        return matmul_scratch_bytes(w.weight_view(), uint64_t(t.src[1]->nrows()), nth);
     }
     return uint64_t(nth) * align64(4 * uint64_t(w.ne[0]));
 }
@@ -200,22 +198,8 @@ static void cpu_mul_mat(Tensor& t, const CpuCtx& c) {
     const Tensor& x = *t.src[1];
     const CpuKernels& kern = kernels_best();
     if (mm_uses_driver(t)) {
-        const WeightView wv = w.weight_view();
-        Matmul mm;
-        mm.w = &wv;
-        mm.kern = &kern;
-        mm.x = static_cast<const float*>(x.data);
-        mm.ncols = uint64_t(x.nrows());
-        mm.y = static_cast<float*>(t.data);
-        mm.shared = c.work;
-        uint8_t* thread_base = c.work + align64(Matmul::shared_bytes(wv, mm.ncols));
-        const uint64_t tb = align64(Matmul::thread_bytes(wv));
-        const uint64_t nparts = std::min<uint64_t>(mm.ncols, uint64_t(c.pool->size()));
-        c.pool->parallel_for(nparts, [&](uint64_t b, uint64_t e, int) {
-            for (uint64_t p = b; p < e; ++p) mm.prepare(p, nparts);
-        });
-        c.pool->parallel_for(mm.units(),
-                             [&](uint64_t b, uint64_t e, int th) { mm.run(b, e, thread_base + uint64_t(th) * tb); });
+        matmul(w.weight_view(), kern, static_cast<const float*>(x.data), uint64_t(x.nrows()), static_cast<float*>(t.data),
+               *c.pool, c.work);
         return;
     }
     // float path: one item = one weight row (n, a2, a3); it is dotted with every column that uses it
