@@ -222,3 +222,45 @@ TEST_CASE("matmul of f32, f16 and bf16 weights equals the float reference throug
         }
     }
 }
+
+TEST_CASE("decode_meta equals the reference for every field width and map kind") {
+    // rg weights with group 8, odd group counts; maps: constant, per group column, wrapping period
+    for (uint32_t sb : {0u, 4u, 8u, 16u})
+        for (uint32_t zb : {0u, 1u, 2u, 3u, 4u, 5u, 8u, 16u})
+            for (int mapkind = 0; mapkind < 3; ++mapkind)
+                for (uint64_t G : {3ull, 8ull, 13ull, 21ull}) {
+                    const uint64_t n = 5, k = 8 * G;
+                    QParams p;
+                    p.bits = 2;
+                    p.group = 8;
+                    p.sbits = uint8_t(sb);
+                    p.zbits = uint8_t(zb);
+                    p.zmode = zb % 2 ? ZeroMode::code : ZeroMode::value;
+                    MetaMap m;
+                    if (mapkind == 0) {
+                        m.count = 1;
+                    } else if (mapkind == 1) {
+                        m.rdiv = 2, m.rstride = uint32_t(G), m.cstride = 1, m.count = uint32_t(3 * G);
+                    } else {
+                        m.rdiv = 1, m.rstride = uint32_t(G), m.cstride = 1, m.period = 11, m.count = 11;
+                    }
+                    if (sb && sb <= 8) p.smap = m;
+                    if (zb && zb <= 8) p.zmap = m;
+                    const std::vector<uint8_t> blob = random_weight(Type::rg, p, n, k, sb * 100 + zb * 10 + G);
+                    const WeightView w = make_view(Type::rg, p, n, k, blob.data());
+                    std::vector<float> s0(G), m0(G);
+                    for (const CpuKernels* t : kernels_available()) {
+                        INFO("sbits " << sb << " zbits " << zb << " map " << mapkind << " G " << G << " isa "
+                                      << std::string(t->isa));
+                        bool same = true;
+                        for (uint64_t r = 0; r < n; ++r) {
+                            // exact-size buffers: a decoder writing past G is caught by ASan builds
+                            std::vector<float> s1(G, std::numeric_limits<float>::quiet_NaN()), m1 = s1;
+                            decode_meta_ref(w, r, s0.data(), m0.data());
+                            t->decode_meta(w, r, s1.data(), m1.data());
+                            for (uint64_t c = 0; c < G; ++c) same = same && s0[c] == s1[c] && m0[c] == m1[c];
+                        }
+                        CHECK(same);
+                    }
+                }
+}

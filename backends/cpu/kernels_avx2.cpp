@@ -179,24 +179,27 @@ float dot_f32_avx2(const float* a, const float* b, uint64_t n) {
 
 inline __m256 round_f16x8(__m256 v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
 
-// 8 codes of `fbits` bits starting at column c0 (a multiple of 8: byte aligned), as floats
-inline __m256 codes8(const uint8_t* row, uint32_t fbits, uint64_t c0) {
-    const uint8_t* p = row + c0 * fbits / 8;
-    if (fbits == 8) return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
-    if (fbits <= 4) {
-        // the 8 fields fit one 32-bit word: shift field j down by j * fbits in lane j
+// 8 codes of F bits starting at column c0 (a multiple of 8: byte aligned), as floats. F is a
+// template argument so the byte copy has a constant size (a plain load, no store-forwarding stall).
+template <uint32_t F>
+inline __m256 codes8(const uint8_t* row, uint64_t c0) {
+    const uint8_t* p = row + c0 * F / 8;
+    if constexpr (F == 8) {
+        return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+    } else if constexpr (F <= 4) {
+        // the 8 fields fit one 32-bit word: shift field j down by j * F in lane j
         uint32_t v = 0;
-        std::memcpy(&v, p, fbits);  // fbits bytes hold exactly the 8 fields
-        const __m256i sh = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(int(fbits)));
-        const __m256i f = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(v)), sh),
-                                           _mm256_set1_epi32(int((1u << fbits) - 1u)));
-        return _mm256_cvtepi32_ps(f);
+        std::memcpy(&v, p, F);  // F bytes hold exactly the 8 fields
+        const __m256i sh = _mm256_setr_epi32(0, F, 2 * F, 3 * F, 4 * F, 5 * F, 6 * F, 7 * F);
+        return _mm256_cvtepi32_ps(
+            _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(v)), sh), _mm256_set1_epi32((1 << F) - 1)));
+    } else {
+        uint64_t v = 0;
+        std::memcpy(&v, p, F);
+        // 5..7 bits: spread the eight fields into eight bytes
+        const uint64_t mask = 0x0101010101010101ull * ((1u << F) - 1u);
+        return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(_pdep_u64(v, mask)))));
     }
-    uint64_t v = 0;
-    std::memcpy(&v, p, fbits);
-    // 5..7 bits: spread the eight fields into eight bytes
-    const uint64_t mask = 0x0101010101010101ull * ((1u << fbits) - 1u);
-    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(_pdep_u64(v, mask)))));
 }
 
 // 8 table entries (f16 scale, f16 zero) starting at `e` -> two float vectors
@@ -209,42 +212,60 @@ inline void entries8(const uint8_t* e, __m256& ts, __m256& tz) {
     tz = _mm256_cvtph_ps(_mm256_extracti128_si256(pk, 1));
 }
 
-// one meta field for columns [0, cols): out[c] = value; returns the first column not done
-// (the caller finishes the rest with the scalar reference)
+inline __m256 field_value8(__m256 code, __m256 ts, __m256 tz) {
+    return round_f16x8(_mm256_mul_ps(round_f16x8(_mm256_sub_ps(code, tz)), ts));
+}
+
+// code fields through a table for columns [0, c8), c8 a multiple of 8
+template <uint32_t F>
+void decode_codes8(const uint8_t* row, const uint8_t* tab, const MetaMap& map, uint64_t mrow, uint64_t c8, float* out) {
+    const uint64_t base = map.index(mrow, 0);
+    if (map.cstride == 0 && map.period == 0) {  // one entry for the whole row
+        const __m256 ts = _mm256_set1_ps(f16_to_f32(uint16_t(tab[4 * base] | tab[4 * base + 1] << 8)));
+        const __m256 tz = _mm256_set1_ps(f16_to_f32(uint16_t(tab[4 * base + 2] | tab[4 * base + 3] << 8)));
+        for (uint64_t c = 0; c < c8; c += 8) _mm256_storeu_ps(out + c, field_value8(codes8<F>(row, c), ts, tz));
+        return;
+    }
+    // cstride == 1 (checked by the caller): entries base + c, wrapping at `period` when set
+    for (uint64_t c = 0; c < c8; c += 8) {
+        uint64_t idx = base + c;
+        if (map.period) {
+            idx %= map.period;
+            if (idx + 8 > map.period) {  // the run wraps around the table: scalar for these 8
+                for (uint64_t j = c; j < c + 8; ++j) out[j] = decode_field_ref(row, tab, F, map, mrow, j, 0.0f);
+                continue;
+            }
+        }
+        __m256 ts, tz;
+        entries8(tab + 4 * idx, ts, tz);
+        _mm256_storeu_ps(out + c, field_value8(codes8<F>(row, c), ts, tz));
+    }
+}
+
+// one meta field for columns [0, cols): out[c] = value; returns the first column not done (a
+// multiple of 8; the caller finishes the rest with the scalar reference)
 uint64_t decode_field8(const uint8_t* row, const uint8_t* tab, uint32_t fbits, const MetaMap& map, uint64_t mrow,
                        uint64_t cols, float none, float* out) {
     const uint64_t c8 = cols / 8 * 8;
     if (fbits == 0) {
-        for (uint64_t c = 0; c < cols; ++c) out[c] = none;
-        return cols;
+        for (uint64_t c = 0; c < c8; ++c) out[c] = none;
+        return c8;
     }
     if (fbits == 16) {
         for (uint64_t c = 0; c < c8; c += 8)
             _mm256_storeu_ps(out + c, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * c))));
         return c8;
     }
-    const uint64_t base = map.index(mrow, 0);
-    if (map.cstride == 0 && map.period == 0) {  // one entry for the whole row
-        const float ts = f16_to_f32(uint16_t(tab[4 * base] | tab[4 * base + 1] << 8));
-        const float tz = f16_to_f32(uint16_t(tab[4 * base + 2] | tab[4 * base + 3] << 8));
-        const __m256 vs = _mm256_set1_ps(ts), vz = _mm256_set1_ps(tz);
-        for (uint64_t c = 0; c < c8; c += 8)
-            _mm256_storeu_ps(out + c, round_f16x8(_mm256_mul_ps(round_f16x8(_mm256_sub_ps(codes8(row, fbits, c), vz)), vs)));
-        return c8;
-    }
-    if (map.cstride != 1) return 0;
-    for (uint64_t c = 0; c < c8; c += 8) {
-        uint64_t idx = (uint64_t(mrow / map.rdiv) * map.rstride + c);
-        if (map.period) {
-            idx %= map.period;
-            if (idx + 8 > map.period) {  // the run wraps around the table: scalar for these 8
-                for (uint64_t j = c; j < c + 8; ++j) out[j] = decode_field_ref(row, tab, fbits, map, mrow, j, none);
-                continue;
-            }
-        }
-        __m256 ts, tz;
-        entries8(tab + 4 * idx, ts, tz);
-        _mm256_storeu_ps(out + c, round_f16x8(_mm256_mul_ps(round_f16x8(_mm256_sub_ps(codes8(row, fbits, c), tz)), ts)));
+    if (!(map.cstride == 0 && map.period == 0) && map.cstride != 1) return 0;
+    switch (fbits) {
+        case 1: decode_codes8<1>(row, tab, map, mrow, c8, out); break;
+        case 2: decode_codes8<2>(row, tab, map, mrow, c8, out); break;
+        case 3: decode_codes8<3>(row, tab, map, mrow, c8, out); break;
+        case 4: decode_codes8<4>(row, tab, map, mrow, c8, out); break;
+        case 5: decode_codes8<5>(row, tab, map, mrow, c8, out); break;
+        case 6: decode_codes8<6>(row, tab, map, mrow, c8, out); break;
+        case 7: decode_codes8<7>(row, tab, map, mrow, c8, out); break;
+        default: decode_codes8<8>(row, tab, map, mrow, c8, out); break;
     }
     return c8;
 }
