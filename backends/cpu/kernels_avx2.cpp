@@ -227,10 +227,10 @@ void decode_codes8(const uint8_t* row, const uint8_t* tab, const MetaMap& map, u
         return;
     }
     // cstride == 1 (checked by the caller): entries base + c, wrapping at `period` when set
-    for (uint64_t c = 0; c < c8; c += 8) {
-        uint64_t idx = base + c;
+    // the entry index advances with the column; track it without a division per step
+    for (uint64_t c = 0, idx = base; c < c8; c += 8, idx += 8) {
         if (map.period) {
-            idx %= map.period;
+            if (idx >= map.period) idx %= map.period;
             if (idx + 8 > map.period) {  // the run wraps around the table: scalar for these 8
                 for (uint64_t j = c; j < c + 8; ++j) out[j] = decode_field_ref(row, tab, F, map, mrow, j, 0.0f);
                 continue;

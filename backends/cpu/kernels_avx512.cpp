@@ -322,8 +322,10 @@ void decode_codes16(const uint8_t* row, const uint8_t* tab, const MetaMap& map, 
     }
     // cstride 1: consecutive columns use consecutive entries, unless the index wraps around
     // `period`
-    for (uint64_t c = 0; c < c16; c += 16) {
-        const uint64_t idx = map.index(mrow, c);
+    // the entry index advances with the column; track it without a division per step
+    uint64_t idx = map.index(mrow, 0);
+    for (uint64_t c = 0; c < c16; c += 16, idx += 16) {
+        if (map.period && idx >= map.period) idx %= map.period;
         if (map.period && idx + 16 > map.period) {
             for (uint64_t j = c; j < c + 16; ++j) out[j] = decode_field_ref(row, tab, F, map, mrow, j, 0.0f);
             continue;

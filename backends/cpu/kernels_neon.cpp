@@ -281,8 +281,10 @@ void decode_codes8(const uint8_t* row, const uint8_t* tab, const MetaMap& map, u
     }
     // cstride 1: consecutive columns use consecutive entries, unless the index wraps around
     // `period`
-    for (uint64_t c = 0; c < c8; c += 8) {
-        const uint64_t idx = map.index(mrow, c);
+    // the entry index advances with the column; track it without a division per step
+    uint64_t idx = map.index(mrow, 0);
+    for (uint64_t c = 0; c < c8; c += 8, idx += 8) {
+        if (map.period && idx >= map.period) idx %= map.period;
         if (map.period && idx + 8 > map.period) {
             for (uint64_t j = c; j < c + 8; ++j) out[j] = decode_field_ref(row, tab, F, map, mrow, j, 0.0f);
             continue;
