@@ -134,7 +134,7 @@ TEST_CASE("matmul through every kernel table equals the q8 reference, and the fl
             const QParams p = preset_params(pr, n, k);
             const std::vector<uint8_t> blob = random_weight(pr.type, p, n, k, n * 31 + k);
             const WeightView w = make_view(pr.type, p, n, k, blob.data());
-            for (uint64_t ncols : {1ull, 3ull}) {
+            for (uint64_t ncols : {1ull, 3ull, 37ull}) {
                 INFO("preset " << std::string(pr.name) << " n " << n << " k " << k << " ncols " << ncols);
                 const std::vector<float> x = randvec(ncols * k, k + ncols);
                 std::vector<float> yf(ncols * n), yq(ncols * n, std::numeric_limits<float>::quiet_NaN());
@@ -208,7 +208,7 @@ TEST_CASE("matmul of f32, f16 and bf16 weights equals the float reference throug
         for (auto [n, k] : std::vector<std::pair<uint64_t, uint64_t>>{{1, 1}, {7, 13}, {33, 65}, {64, 576}}) {
             const std::vector<uint8_t> blob = random_weight(t, QParams{}, n, k, n * k);
             const WeightView w = make_view(t, QParams{}, n, k, blob.data());
-            for (uint64_t ncols : {1ull, 4ull}) {
+            for (uint64_t ncols : {1ull, 4ull, 37ull}) {
                 const std::vector<float> x = randvec(ncols * k, 11);
                 std::vector<float> want(ncols * n);
                 gemm_ref(w, x.data(), ncols, want.data());

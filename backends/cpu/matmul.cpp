@@ -6,6 +6,7 @@
 //   f32/f16/bf16: float dot products
 #include "backends/cpu/matmul.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -17,6 +18,10 @@ namespace lb {
 
 static uint64_t align64(uint64_t x) { return (x + 63) & ~uint64_t(63); }
 
+// GEMM tiling: rows whose meta (or f32 conversion) is kept, and activation columns per pass
+// (32 columns of q8 activations at K = 4096 are 132 KiB: L2-resident)
+constexpr uint64_t kRowTile = 8, kColTile = 32, kSignRowTile = 64;
+
 static uint64_t ngroups(const WeightView& w) { return w.type == Type::rg ? w.k / w.p.group : 0; }
 
 uint64_t Matmul::shared_bytes(const WeightView& w, uint64_t ncols) {
@@ -27,10 +32,10 @@ uint64_t Matmul::shared_bytes(const WeightView& w, uint64_t ncols) {
 uint64_t Matmul::thread_bytes(const WeightView& w) {
     const uint64_t kp = act_kp(w.k);
     switch (w.type) {
-        case Type::rg: return 2 * align64(4 * (kp / 8));
+        case Type::rg: return 2 * kRowTile * 4 * (kp / 8);
         case Type::a0: return 2 * align64(4 * w.k) + 2 * align64(4 * kp) + align64(act_row_bytes(w.k));
         case Type::sign: return 0;
-        default: return align64(4 * w.k);
+        default: return kRowTile * 4 * w.k;
     }
 }
 
@@ -79,18 +84,31 @@ void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
     const QParams& p = w->p;
     switch (w->type) {
         case Type::rg: {
-            const uint64_t G = ngroups(*w);
+            // GEMM: tiles of kRowTile rows x kColTile columns, so that the tile's activations stay
+            // in L2 and each row's meta is decoded once; GEMV: the same with one column
+            const uint64_t G = ngroups(*w), sg = kp / 8;  // scale slots per row (>= ceil(kp / g))
             float* s = reinterpret_cast<float*>(ts);
-            float* m = reinterpret_cast<float*>(ts + align64(4 * (kp / 8)));
-            // the dot kernel reads group scales up to kp: zero those past the real groups
-            for (uint64_t gi = G; gi < (kp + p.group - 1) / p.group; ++gi) s[gi] = 0;
+            float* m = s + kRowTile * sg;
             auto dot = kern->dot[p.bits];
-            for (uint64_t o = ub; o < ue; ++o) {
-                kern->decode_meta(*w, o, s, m);
-                for (uint64_t j = 0; j < ncols; ++j) {
-                    QActRow a = act_row(act_base(*this, j), k);
-                    y[j * n + o] = dot(w->codes(o), w->lay.kp, a.q, a.d, s, p.group) +
-                                   kern->dot_f32(m, xsum_base(*this, j), G);
+            for (uint64_t o0 = ub; o0 < ue; o0 += kRowTile) {
+                const uint64_t o1 = std::min(ue, o0 + kRowTile);
+                for (uint64_t o = o0; o < o1; ++o) {
+                    float* so = s + (o - o0) * sg;
+                    kern->decode_meta(*w, o, so, m + (o - o0) * sg);
+                    // the dot kernel reads group scales up to kp: zero those past the real groups
+                    for (uint64_t gi = G; gi < (kp + p.group - 1) / p.group; ++gi) so[gi] = 0;
+                }
+                for (uint64_t j0 = 0; j0 < ncols; j0 += kColTile) {
+                    const uint64_t j1 = std::min(ncols, j0 + kColTile);
+                    for (uint64_t o = o0; o < o1; ++o) {
+                        const float* so = s + (o - o0) * sg;
+                        const float* mo = m + (o - o0) * sg;
+                        for (uint64_t j = j0; j < j1; ++j) {
+                            QActRow a = act_row(act_base(*this, j), k);
+                            y[j * n + o] =
+                                dot(w->codes(o), w->lay.kp, a.q, a.d, so, p.group) + kern->dot_f32(mo, xsum_base(*this, j), G);
+                        }
+                    }
                 }
             }
             break;
@@ -121,30 +139,42 @@ void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
         case Type::sign: {
             const float* h = reinterpret_cast<const float*>(w->data + w->lay.off_hvec);
             auto dot = kern->dot[1];
-            for (uint64_t j = 0; j < ncols; ++j) {
-                QActRow a = act_row(act_base(*this, j), k);
-                float total = 0;
-                for (uint64_t u = 0; u < kp / 8; ++u) total += a.s8[u];
-                for (uint64_t o = ub; o < ue; ++o)
-                    y[j * n + o] = h[o] * (total - 2.0f * dot(w->codes(o), w->lay.kp, a.q, a.d, nullptr, 0));
+            for (uint64_t o0 = ub; o0 < ue; o0 += kSignRowTile) {  // a tile of code rows stays in L1
+                const uint64_t o1 = std::min(ue, o0 + kSignRowTile);
+                for (uint64_t j = 0; j < ncols; ++j) {
+                    QActRow a = act_row(act_base(*this, j), k);
+                    float total = 0;
+                    for (uint64_t u = 0; u < kp / 8; ++u) total += a.s8[u];
+                    for (uint64_t o = o0; o < o1; ++o)
+                        y[j * n + o] = h[o] * (total - 2.0f * dot(w->codes(o), w->lay.kp, a.q, a.d, nullptr, 0));
+                }
             }
             break;
         }
         default: {
-            float* row = reinterpret_cast<float*>(ts);
-            for (uint64_t o = ub; o < ue; ++o) {
-                const float* wr;
-                if (w->type == Type::f32) {
-                    wr = reinterpret_cast<const float*>(w->data + o * 4 * k);
-                } else {
+            // float weights: convert kRowTile rows to f32 once, then dot them with every column
+            float* rows = reinterpret_cast<float*>(ts);
+            for (uint64_t o0 = ub; o0 < ue; o0 += kRowTile) {
+                const uint64_t o1 = std::min(ue, o0 + kRowTile);
+                const float* wr[kRowTile];
+                for (uint64_t o = o0; o < o1; ++o) {
+                    if (w->type == Type::f32) {
+                        wr[o - o0] = reinterpret_cast<const float*>(w->data + o * 4 * k);
+                        continue;
+                    }
+                    float* row = rows + (o - o0) * k;
                     const uint16_t* src = reinterpret_cast<const uint16_t*>(w->data + o * 2 * k);
                     if (w->type == Type::f16)
                         for (uint64_t i = 0; i < k; ++i) row[i] = f16_to_f32(src[i]);
                     else
                         for (uint64_t i = 0; i < k; ++i) row[i] = bf16_to_f32(src[i]);
-                    wr = row;
+                    wr[o - o0] = row;
                 }
-                for (uint64_t j = 0; j < ncols; ++j) y[j * n + o] = kern->dot_f32(wr, x + j * k, k);
+                for (uint64_t j0 = 0; j0 < ncols; j0 += kColTile) {
+                    const uint64_t j1 = std::min(ncols, j0 + kColTile);
+                    for (uint64_t o = o0; o < o1; ++o)
+                        for (uint64_t j = j0; j < j1; ++j) y[j * n + o] = kern->dot_f32(wr[o - o0], x + j * k, k);
+                }
             }
             break;
         }
