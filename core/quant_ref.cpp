@@ -196,7 +196,11 @@ void gemm_ref(const WeightView& w, const float* x, uint64_t ncols, float* y) {
 
 // ---- activations ----------------------------------------------------------------------------
 uint64_t act_kp(uint64_t k) { return (k + 127) / 128 * 128; }
-uint64_t act_row_bytes(uint64_t k) { return layout(Type::q8a, QParams{}, 1, k).nbytes; }
+// kp int8 + kp/32 float scales + kp/8 float unit sums (the q8a layout; cheap: called per row)
+uint64_t act_row_bytes(uint64_t k) {
+    const uint64_t kp = act_kp(k);
+    return kp + kp / 32 * 4 + kp / 8 * 4;
+}
 
 QActRow act_row(void* base, uint64_t k) {
     const uint64_t kp = act_kp(k);

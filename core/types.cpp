@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/quant.h"
 
 namespace lb {
 
@@ -129,8 +130,8 @@ Layout layout(Type t, const QParams& p, uint64_t n, uint64_t k) {
     }
     if (tr.kind == Kind::act) {
         // per row: kp int8, kp/32 float scales, kp/8 float sums (see quant.h QAct)
-        L.kp = (k + 127) / 128 * 128;
-        L.code_row_bytes = L.kp + L.kp / 32 * 4 + L.kp / 8 * 4;
+        L.kp = act_kp(k);
+        L.code_row_bytes = act_row_bytes(k);
         L.nbytes = n * L.code_row_bytes;
         return L;
     }
