@@ -213,17 +213,9 @@ void matmul(const WeightView& w, const CpuKernels& kern, const float* x, uint64_
 }
 
 void matmul_simple(const WeightView& w, const CpuKernels& kern, const float* x, uint64_t ncols, float* y) {
-    LB_CHECK(is_weight_type(w.type), "matmul: %s is not a weight type", type_name(w.type));
-    std::vector<uint8_t> shared(Matmul::shared_bytes(w, ncols) + 64), ts(Matmul::thread_bytes(w) + 64);
-    Matmul mm;
-    mm.w = &w;
-    mm.kern = &kern;
-    mm.x = x;
-    mm.ncols = ncols;
-    mm.y = y;
-    mm.shared = shared.data();
-    mm.prepare(0, 1);
-    mm.run(0, mm.units(), ts.data());
+    ThreadPool pool(1);
+    std::vector<uint8_t> scratch(matmul_scratch_bytes(w, ncols, 1));
+    matmul(w, kern, x, ncols, y, pool, scratch.data());
 }
 
 }  // namespace lb
