@@ -109,7 +109,8 @@ void usage() {
         "  --gemm-n N         activation rows of the GEMM case (default 512)\n"
         "  --no-gemv --no-gemm --no-l3 --no-dram   skip cases\n"
         "  --isa NAME         kernel table (ref, avx2, avx512, neon; default: best available)\n"
-        "  --json FILE        also write the results as JSON\n");
+        "  --json FILE        also write the results as JSON\n"
+        "  --list             list the presets (block types) and exit\n");
 }
 
 std::vector<std::string> split(const std::string& s, char sep) {
