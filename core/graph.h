@@ -84,7 +84,7 @@ class Graph {
     std::vector<uint64_t> arena_store_;  // 64-byte aligned by construction (uint64_t + rounding)
     uint8_t* arena_ = nullptr;
     uint8_t* work_ = nullptr;
-    uint64_t arena_bytes_ = 0, buffer_sum_ = 0, work_bytes_ = 0, work_per_thread_ = 0;
+    uint64_t arena_bytes_ = 0, buffer_sum_ = 0, work_bytes_ = 0;
     int max_threads_ = 0;
     bool planned_ = false;
 };

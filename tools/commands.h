@@ -3,6 +3,8 @@
 #pragma once
 
 namespace lb {
-int cmd_check(int argc, char** argv);  // formats/lbf.h documents it; implemented in tools/cmd_check.cpp
+// `lowbit check FILE [--quiet]`: validates the file, lists it, verifies every checksum.
+// Returns 0 if the file is good, 1 if it is malformed or a checksum fails, 2 on a usage error.
+int cmd_check(int argc, char** argv);
 int cmd_bench(int argc, char** argv);  // tools/cmd_bench.cpp
 }  // namespace lb

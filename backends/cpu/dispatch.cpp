@@ -2,6 +2,9 @@
 #include "backends/cpu/dispatch.h"
 
 #include <cstdlib>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #include <cstring>
 #include <string>
 
@@ -13,7 +16,11 @@ std::vector<const CpuKernels*> kernels_available() {
     std::vector<const CpuKernels*> v{&kernels_ref()};
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    // F16C (CPUID leaf 1, ECX bit 29) is not known to every compiler's __builtin_cpu_supports
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    const bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1u);
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c &&
+                      __builtin_cpu_supports("bmi2");
     if (avx2) v.push_back(&kernels_avx2());
     if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))

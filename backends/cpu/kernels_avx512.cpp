@@ -17,11 +17,15 @@
 // GCC 12 reports its own AVX-512 headers (their _mm512_undefined_* values, GCC bug 105593) as
 // using uninitialized values once inlined; the diagnostic points into the header, so it is
 // silenced for the header's text only.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
 
 #include <cstring>
 
