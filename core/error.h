@@ -10,7 +10,7 @@
 namespace lb {
 
 class Error : public std::runtime_error {
-   public:
+ public:
     explicit Error(const std::string& msg) : std::runtime_error(msg) {}
 };
 
@@ -18,7 +18,8 @@ class Error : public std::runtime_error {
 #if defined(__GNUC__)
 __attribute__((format(printf, 1, 2)))
 #endif
-inline std::string strfmt(const char* fmt, ...) {
+inline std::string
+strfmt(const char* fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     char buf[1024];
@@ -27,8 +28,8 @@ inline std::string strfmt(const char* fmt, ...) {
     return buf;
 }
 
-#define LB_CHECK(cond, ...)                                   \
-    do {                                                      \
+#define LB_CHECK(cond, ...)                                        \
+    do {                                                           \
         if (!(cond)) throw ::lb::Error(::lb::strfmt(__VA_ARGS__)); \
     } while (0)
 

@@ -69,9 +69,9 @@ struct QActRow {
     float* d;
     float* s8;
 };
-uint64_t act_kp(uint64_t k);                    // k rounded up to 128
-uint64_t act_row_bytes(uint64_t k);             // bytes of one row
-QActRow act_row(void* base, uint64_t k);        // views into a buffer of act_row_bytes(k)
+uint64_t act_kp(uint64_t k);              // k rounded up to 128
+uint64_t act_row_bytes(uint64_t k);       // bytes of one row
+QActRow act_row(void* base, uint64_t k);  // views into a buffer of act_row_bytes(k)
 
 // ---- CPU kernel primitives -------------------------------------------------------------------
 // An ISA provides these; the matmul driver (backends/cpu/matmul.cpp) is shared by all ISAs.
@@ -88,6 +88,12 @@ struct CpuKernels {
     // decode_meta_ref, vectorized (rg and a0 weights)
     void (*decode_meta)(const WeightView& w, uint64_t meta_row, float* s, float* m);
 };
+
+// A kernel table from its primitives (dot by code bits 1, 2, 3, 4, 8).
+using DotFn = float (*)(const uint8_t*, uint64_t, const int8_t*, const float*, const float*, uint32_t);
+CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint64_t, QActRow), DotFn d1, DotFn d2,
+                        DotFn d3, DotFn d4, DotFn d8, float (*dot_f32)(const float*, const float*, uint64_t),
+                        void (*decode_meta)(const WeightView&, uint64_t, float*, float*));
 
 const CpuKernels& kernels_ref();
 

@@ -26,24 +26,37 @@ WeightView make_view(Type t, const QParams& p, uint64_t n, uint64_t k, const voi
 // position of input i (0 <= i < chunk) inside its chunk, per bit width (see blocktypes.md)
 static inline uint32_t code_get(const uint8_t* c, uint32_t bits, uint32_t i) {
     switch (bits) {
-        case 1: return (c[i >> 3] >> (i & 7)) & 1u;
-        case 2: return (c[i & 31] >> (2 * (i >> 5))) & 3u;
-        case 3: return ((c[i & 31] >> (2 * (i >> 5))) & 3u) | (((c[32 + (i >> 3)] >> (i & 7)) & 1u) << 2);
-        case 4: return (c[i & 31] >> (4 * (i >> 5))) & 15u;
-        default: return c[i];
+        case 1:
+            return (c[i >> 3] >> (i & 7)) & 1u;
+        case 2:
+            return (c[i & 31] >> (2 * (i >> 5))) & 3u;
+        case 3:
+            return ((c[i & 31] >> (2 * (i >> 5))) & 3u) | (((c[32 + (i >> 3)] >> (i & 7)) & 1u) << 2);
+        case 4:
+            return (c[i & 31] >> (4 * (i >> 5))) & 15u;
+        default:
+            return c[i];
     }
 }
 
 static inline void code_set(uint8_t* c, uint32_t bits, uint32_t i, uint32_t v) {
     switch (bits) {
-        case 1: c[i >> 3] = uint8_t(c[i >> 3] | ((v & 1u) << (i & 7))); break;
-        case 2: c[i & 31] = uint8_t(c[i & 31] | ((v & 3u) << (2 * (i >> 5)))); break;
+        case 1:
+            c[i >> 3] = uint8_t(c[i >> 3] | ((v & 1u) << (i & 7)));
+            break;
+        case 2:
+            c[i & 31] = uint8_t(c[i & 31] | ((v & 3u) << (2 * (i >> 5))));
+            break;
         case 3:
             c[i & 31] = uint8_t(c[i & 31] | ((v & 3u) << (2 * (i >> 5))));
             c[32 + (i >> 3)] = uint8_t(c[32 + (i >> 3)] | (((v >> 2) & 1u) << (i & 7)));
             break;
-        case 4: c[i & 31] = uint8_t(c[i & 31] | ((v & 15u) << (4 * (i >> 5)))); break;
-        default: c[i] = uint8_t(v); break;
+        case 4:
+            c[i & 31] = uint8_t(c[i & 31] | ((v & 15u) << (4 * (i >> 5))));
+            break;
+        default:
+            c[i] = uint8_t(v);
+            break;
     }
 }
 
@@ -130,9 +143,12 @@ static float plain_elem(Type t, const uint8_t* row, uint64_t i) {
             std::memcpy(&f, row + 4 * i, 4);
             return f;
         }
-        case Type::f16: return f16_to_f32(uint16_t(row[2 * i] | row[2 * i + 1] << 8));
-        case Type::bf16: return bf16_to_f32(uint16_t(row[2 * i] | row[2 * i + 1] << 8));
-        default: throw Error(strfmt("type %s is not a plain float type", type_name(t)));
+        case Type::f16:
+            return f16_to_f32(uint16_t(row[2 * i] | row[2 * i + 1] << 8));
+        case Type::bf16:
+            return bf16_to_f32(uint16_t(row[2 * i] | row[2 * i + 1] << 8));
+        default:
+            throw Error(strfmt("type %s is not a plain float type", type_name(t)));
     }
 }
 
@@ -252,22 +268,25 @@ static float dot_f32_scalar(const float* a, const float* b, uint64_t n) {
     return acc;
 }
 
-static CpuKernels make_ref() {
+CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint64_t, QActRow), DotFn d1, DotFn d2,
+                        DotFn d3, DotFn d4, DotFn d8, float (*dot_f32)(const float*, const float*, uint64_t),
+                        void (*decode_meta)(const WeightView&, uint64_t, float*, float*)) {
     CpuKernels k{};
-    k.isa = "ref";
-    k.quantize_act = quantize_act_scalar;
-    k.dot[1] = dot_ref<1>;
-    k.dot[2] = dot_ref<2>;
-    k.dot[3] = dot_ref<3>;
-    k.dot[4] = dot_ref<4>;
-    k.dot[8] = dot_ref<8>;
-    k.dot_f32 = dot_f32_scalar;
-    k.decode_meta = decode_meta_ref;
+    k.isa = isa;
+    k.quantize_act = quantize_act;
+    k.dot[1] = d1;
+    k.dot[2] = d2;
+    k.dot[3] = d3;
+    k.dot[4] = d4;
+    k.dot[8] = d8;
+    k.dot_f32 = dot_f32;
+    k.decode_meta = decode_meta;
     return k;
 }
 
 const CpuKernels& kernels_ref() {
-    static const CpuKernels k = make_ref();
+    static const CpuKernels k = make_kernels("ref", quantize_act_scalar, dot_ref<1>, dot_ref<2>, dot_ref<3>, dot_ref<4>,
+                                             dot_ref<8>, dot_f32_scalar, decode_meta_ref);
     return k;
 }
 

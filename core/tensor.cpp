@@ -21,7 +21,6 @@ uint64_t type_size(Type t) {
     }
 }
 
-
 bool is_float_type(Type t) { return t == Type::f32 || t == Type::f16 || t == Type::bf16; }
 
 bool Tensor::quantized() const { return type != Type::i32 && type_size(type) == 0; }

@@ -19,7 +19,6 @@
 
 namespace lb {
 
-
 constexpr int kMaxDims = 4;
 constexpr int kMaxSrc = 2;
 constexpr int kNameLen = 48;
@@ -70,7 +69,7 @@ struct Tensor {
 
 // Element size in bytes of a plain type (f32, f16, bf16, i32); 0 for quantized types.
 uint64_t type_size(Type t);
-bool is_float_type(Type t);            // f32, f16, bf16
+bool is_float_type(Type t);  // f32, f16, bf16
 
 // ---- construction (standalone tensors; the graph builder uses the same helpers) ----
 // Plain tensor with contiguous strides; dims beyond nd are 1.

@@ -41,11 +41,16 @@ bool operator==(const QParams& a, const QParams& b) { return std::memcmp(&a, &b,
 
 uint32_t code_chunk(uint32_t bits) {
     switch (bits) {
-        case 1: return 32;
-        case 2: return 128;
-        case 3: return 128;
-        case 4: return 64;
-        case 8: return 32;
+        case 1:
+            return 32;
+        case 2:
+            return 128;
+        case 3:
+            return 128;
+        case 4:
+            return 64;
+        case 8:
+            return 32;
     }
     throw Error(strfmt("code bits %u not supported (1, 2, 3, 4, 8)", bits));
 }
@@ -60,8 +65,8 @@ static uint64_t align32(uint64_t x) { return (x + 31) & ~uint64_t(31); }
 // checks one meta field (sbits or zbits) and its map over `rows` x `cols` lookups
 static void validate_field(const char* what, uint32_t fbits, const MetaMap& m, uint64_t rows, uint64_t cols,
                            bool allow_small_codes) {
-    const bool ok_bits = fbits == 0 || fbits == 16 || fbits == 4 || fbits == 8 ||
-                         (allow_small_codes && fbits >= 1 && fbits <= 8);
+    const bool ok_bits =
+        fbits == 0 || fbits == 16 || fbits == 4 || fbits == 8 || (allow_small_codes && fbits >= 1 && fbits <= 8);
     LB_CHECK(ok_bits, "%s field bits %u not supported (0, 4, 8 or 16%s)", what, fbits,
              allow_small_codes ? ", or 1..8 for zero codes" : "");
     if (fbits == 0 || fbits == 16) return;
@@ -81,8 +86,8 @@ void validate(Type t, const QParams& p, uint64_t n, uint64_t k) {
     const TypeTraits* tr = type_traits(uint32_t(t));
     LB_CHECK(tr, "type id %u is not a type of this build", unsigned(t));
     LB_CHECK(n >= 1 && k >= 1 && n <= kMaxDim && k <= kMaxDim && n * k <= kMaxElems,
-             "tensor shape %llu x %llu out of range (each dim 1..2^28, at most 2^40 elements)",
-             (unsigned long long)n, (unsigned long long)k);
+             "tensor shape %llu x %llu out of range (each dim 1..2^28, at most 2^40 elements)", (unsigned long long)n,
+             (unsigned long long)k);
     if (tr->kind != Kind::quant) {
         LB_CHECK(p == QParams{}, "type %s takes no quantization parameters", tr->name);
         return;
@@ -113,7 +118,8 @@ void validate(Type t, const QParams& p, uint64_t n, uint64_t k) {
             LB_CHECK(p.bits == 1 && p.sbits == 0 && p.zbits == 0 && p.group == 0,
                      "sign: parameters must be bits=1 and nothing else");
             break;
-        default: break;
+        default:
+            break;
     }
 }
 

@@ -21,14 +21,14 @@ namespace lb {
 
 // X(name, id, kind, layout_version, description)
 // ids are stored in files: never reuse or renumber one.
-#define LB_TYPES(X)                                                                        \
-    X(f32, 0, Kind::plain, 1, "32-bit IEEE float")                                         \
-    X(f16, 1, Kind::plain, 1, "16-bit IEEE float")                                         \
-    X(bf16, 2, Kind::plain, 1, "bfloat16")                                                 \
-    X(q8a, 3, Kind::act, 1, "int8 activations, blocks of 32 with a float scale")          \
-    X(i32, 4, Kind::ints, 1, "32-bit signed integer (token ids, positions)")               \
-    X(rg, 16, Kind::quant, 1, "b-bit codes, groups along the input dim, two-level meta")   \
-    X(a0, 17, Kind::quant, 1, "b-bit codes, groups over strided rows (HQQ axis 0)")        \
+#define LB_TYPES(X)                                                                      \
+    X(f32, 0, Kind::plain, 1, "32-bit IEEE float")                                       \
+    X(f16, 1, Kind::plain, 1, "16-bit IEEE float")                                       \
+    X(bf16, 2, Kind::plain, 1, "bfloat16")                                               \
+    X(q8a, 3, Kind::act, 1, "int8 activations, blocks of 32 with a float scale")         \
+    X(i32, 4, Kind::ints, 1, "32-bit signed integer (token ids, positions)")             \
+    X(rg, 16, Kind::quant, 1, "b-bit codes, groups along the input dim, two-level meta") \
+    X(a0, 17, Kind::quant, 1, "b-bit codes, groups over strided rows (HQQ axis 0)")      \
     X(sign, 18, Kind::quant, 1, "1-bit sign matrix with input and output vectors (OneBit)")
 
 enum class Kind : uint8_t { plain, ints, act, quant };  // plain: float element types

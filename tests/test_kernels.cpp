@@ -68,7 +68,8 @@ TEST_CASE("quantize_act is bit-exact with the reference") {
             CHECK(std::memcmp(a.data(), b.data(), a.size()) == 0);
             // the quantized values reproduce x within half a step
             QActRow r = act_row(a.data(), k);
-            for (uint64_t i = 0; i < k; ++i) CHECK(std::fabs(r.q[i] * r.d[i / 32] - x[i]) <= 0.5f * r.d[i / 32] + 1e-7f);
+            for (uint64_t i = 0; i < k; ++i)
+                CHECK(std::fabs(r.q[i] * r.d[i / 32] - x[i]) <= 0.5f * r.d[i / 32] + 1e-7f);
         }
     }
 }
@@ -165,8 +166,8 @@ TEST_CASE("matmul through every kernel table equals the q8 reference, and the fl
                     for (uint64_t j = 0; j < ncols; ++j)
                         for (uint64_t o = 0; o < n; ++o) {
                             REQUIRE(std::isfinite(yt[j * n + o]));
-                            worst_t = std::max(worst_t,
-                                               std::fabs(double(yt[j * n + o]) - yq[j * n + o]) / (mag[o] + 1e-12));
+                            worst_t =
+                                std::max(worst_t, std::fabs(double(yt[j * n + o]) - yq[j * n + o]) / (mag[o] + 1e-12));
                         }
                     CHECK(worst_t < 1e-5);
                 }
@@ -213,10 +214,12 @@ TEST_CASE("matmul of f32, f16 and bf16 weights equals the float reference throug
                 std::vector<float> want(ncols * n);
                 gemm_ref(w, x.data(), ncols, want.data());
                 for (const CpuKernels* kt : kernels_available()) {
-                    INFO("type " << std::string(type_name(t)) << " " << n << "x" << k << " isa " << std::string(kt->isa));
+                    INFO("type " << std::string(type_name(t)) << " " << n << "x" << k << " isa "
+                                 << std::string(kt->isa));
                     std::vector<float> got(ncols * n, std::numeric_limits<float>::quiet_NaN());
                     matmul_simple(w, *kt, x.data(), ncols, got.data());
-                    for (uint64_t i = 0; i < ncols * n; ++i) CHECK(std::fabs(got[i] - want[i]) <= 1e-4f * (1.0f + std::fabs(want[i])));
+                    for (uint64_t i = 0; i < ncols * n; ++i)
+                        CHECK(std::fabs(got[i] - want[i]) <= 1e-4f * (1.0f + std::fabs(want[i])));
                 }
             }
         }

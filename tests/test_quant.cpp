@@ -65,17 +65,17 @@ TEST_CASE("stored bits per weight equal the sources' (+2% at most) on real shape
     };
     // source bpw: codes + per-group meta + second level, from the source layouts
     const Case cases[] = {
-        {"q2_g8", 4096, 4096, 2 + 8.0 / 8 + 64.0 / (8 * 32)},         // GreenBit qstatistic dgs 32: 3.25
-        {"q2_g16", 4096, 4096, 2 + 8.0 / 16 + 64.0 / (16 * 64)},      // dgs 64
-        {"q2_g32", 4096, 4096, 2 + 10.0 / 32 + 32.0 / (32 * 4096)},   // asym: 8-bit scale + 2-bit zero codes
-        {"q2_g32_v1", 4096, 11008, 2 + 10.0 / 32 + 32.0 / 11008},     // second level per row
-        {"q4_g32", 4096, 4096, 4 + 12.0 / 32 + 32.0 / (32 * 64)},     // asym 4-bit, dgs 64
-        {"q2_g32_qs", 2048, 5632, 2 + 8.0 / 32 + 64.0 / (32 * 32)},   // TinyLLaMA g32
-        {"q4_g64_hqq", 4096, 4096, 4 + 32.0 / 64},                    // fp16 scale + zero
-        {"q1_g8_a0", 4096, 4096, 1 + 16.0 / 8 + 64.0 / (8 * 128)},    // 8-bit zero+scale, group-128 fp16 meta
+        {"q2_g8", 4096, 4096, 2 + 8.0 / 8 + 64.0 / (8 * 32)},        // GreenBit qstatistic dgs 32: 3.25
+        {"q2_g16", 4096, 4096, 2 + 8.0 / 16 + 64.0 / (16 * 64)},     // dgs 64
+        {"q2_g32", 4096, 4096, 2 + 10.0 / 32 + 32.0 / (32 * 4096)},  // asym: 8-bit scale + 2-bit zero codes
+        {"q2_g32_v1", 4096, 11008, 2 + 10.0 / 32 + 32.0 / 11008},    // second level per row
+        {"q4_g32", 4096, 4096, 4 + 12.0 / 32 + 32.0 / (32 * 64)},    // asym 4-bit, dgs 64
+        {"q2_g32_qs", 2048, 5632, 2 + 8.0 / 32 + 64.0 / (32 * 32)},  // TinyLLaMA g32
+        {"q4_g64_hqq", 4096, 4096, 4 + 32.0 / 64},                   // fp16 scale + zero
+        {"q1_g8_a0", 4096, 4096, 1 + 16.0 / 8 + 64.0 / (8 * 128)},   // 8-bit zero+scale, group-128 fp16 meta
         {"q2_g16_a0", 4096, 11008, 2 + 32.0 / 16},
         {"b1_sign", 4096, 4096, 1 + 32.0 * (4096 + 4096) / (4096.0 * 4096)},
-        {"q2_g8", 3200, 8640, 2 + 8.0 / 8 + 64.0 / (8 * 32)},         // OpenLLaMA-3B down_proj (K padded)
+        {"q2_g8", 3200, 8640, 2 + 8.0 / 8 + 64.0 / (8 * 32)},  // OpenLLaMA-3B down_proj (K padded)
     };
     for (const auto& c : cases) {
         INFO(c.preset << " " << c.n << "x" << c.k);
@@ -111,7 +111,8 @@ TEST_CASE("code packing round-trips for every bit width") {
 TEST_CASE("meta codes of any width round-trip") {
     for (uint32_t fb : {1u, 2u, 3u, 4u, 5u, 8u, 16u}) {
         std::vector<uint8_t> row((37 * fb + 7) / 8, 0);
-        for (uint64_t c = 0; c < 37; ++c) set_meta_code(row.data(), fb, c, uint32_t((c * 2654435761u) & ((1u << fb) - 1)));
+        for (uint64_t c = 0; c < 37; ++c)
+            set_meta_code(row.data(), fb, c, uint32_t((c * 2654435761u) & ((1u << fb) - 1)));
         for (uint64_t c = 0; c < 37; ++c) CHECK(meta_code(row.data(), fb, c) == ((c * 2654435761u) & ((1u << fb) - 1)));
     }
 }
@@ -272,7 +273,9 @@ TEST_CASE("GGUF Q4_0, Q4_1 and Q8_0 blocks are exact in rg value form") {
                 const int code = kind == 2 ? int(rng.next() % 256) : int(rng.next() % 16);
                 q[32 * b + i] = uint8_t(code);
                 // Q4_0: d * (q - 8); Q4_1: d * q + m; Q8_0: d * qi with qi = code - 128
-                want[32 * b + i] = kind == 0 ? dd * float(code - 8) : kind == 1 ? dd * float(code) + mm : dd * float(code - 128);
+                want[32 * b + i] = kind == 0   ? dd * float(code - 8)
+                                   : kind == 1 ? dd * float(code) + mm
+                                               : dd * float(code - 128);
             }
             // rg value mode: w = q * s - z
             const float z = kind == 0 ? 8 * dd : kind == 1 ? -mm : 128 * dd;
@@ -304,7 +307,7 @@ TEST_CASE("GreenBit asym 4-bit with a second level per 64 rows picks the right t
     for (uint64_t o = 0; o < n; ++o) {
         pack_codes_ref(q.data(), 4, L.kp, d.data() + L.off_codes + o * L.code_row_bytes);
         for (uint64_t c = 0; c < 2; ++c) {
-            d[L.off_scales + o * L.scale_row_bytes + c] = 16;  // scale code 16
+            d[L.off_scales + o * L.scale_row_bytes + c] = 16;                       // scale code 16
             set_meta_code(d.data() + L.off_zeros + o * L.zero_row_bytes, 4, c, 3);  // z = 4
         }
     }

@@ -152,7 +152,8 @@ Options parse(int argc, char** argv) {
                 for (size_t j = 0; j < np; ++j) o.types.push_back(p[j].name);
             } else {
                 for (auto& t : split(v, ',')) {
-                    LB_CHECK(find_preset(t), "--types: unknown type '%s' (see `lowbit bench kernels --list`)", t.c_str());
+                    LB_CHECK(find_preset(t), "--types: unknown type '%s' (see `lowbit bench kernels --list`)",
+                             t.c_str());
                     o.types.push_back(t);
                 }
             }
@@ -161,7 +162,8 @@ Options parse(int argc, char** argv) {
             for (auto& s : split(val(), ',')) {
                 const auto kn = split(s, 'x');
                 LB_CHECK(kn.size() == 2, "--shapes: '%s' is not KxN", s.c_str());
-                o.shapes.push_back({parse_u64(kn[0], "--shapes K", 1, 1 << 20), parse_u64(kn[1], "--shapes N", 1, 1 << 20)});
+                o.shapes.push_back(
+                    {parse_u64(kn[0], "--shapes K", 1, 1 << 20), parse_u64(kn[1], "--shapes N", 1, 1 << 20)});
             }
         } else if (a == "--threads") {
             o.threads = int(parse_u64(val(), "--threads", 1, 1024));
@@ -204,8 +206,10 @@ int bench_kernels(int argc, char** argv) {
     ThreadPool pool(o.threads);
     const double bw = measure_read_bw(pool);
     const uint64_t l3 = l3_bytes();
-    std::printf("# lowbit bench kernels\n\nisa %s, %d threads, measured read bandwidth %.1f GB/s (1 GiB buffer), L3 %.0f MiB\n\n",
-                kern.isa, o.threads, bw, double(l3) / (1 << 20));
+    std::printf(
+        "# lowbit bench kernels\n\nisa %s, %d threads, measured read bandwidth %.1f GB/s (1 GiB buffer), L3 %.0f "
+        "MiB\n\n",
+        kern.isa, o.threads, bw, double(l3) / (1 << 20));
     std::printf("| type | K x N | n | where | bpw | us/op | GB/s | G weights/s | of read bw |\n");
     std::printf("|---|---|---|---|---|---|---|---|---|\n");
     std::fflush(stdout);
@@ -257,14 +261,22 @@ int bench_kernels(int argc, char** argv) {
                         t[r] = seconds_since(t0);
                     }
                     const double s = median(t);
-                    Result res{pr.name, where == 0 ? "L3" : "DRAM", k, n, ncols, 8.0 * double(bytes) / double(n * k),
-                               s * 1e6, double(bytes) / s / 1e9, double(n * k) * double(ncols) / s / 1e9, 0};
+                    Result res{pr.name,
+                               where == 0 ? "L3" : "DRAM",
+                               k,
+                               n,
+                               ncols,
+                               8.0 * double(bytes) / double(n * k),
+                               s * 1e6,
+                               double(bytes) / s / 1e9,
+                               double(n * k) * double(ncols) / s / 1e9,
+                               0};
                     res.frac = kind == 0 ? res.gbs / bw : 0;
                     results.push_back(res);
                     std::printf("| %s | %llux%llu | %llu | %s%s | %.3f | %.1f | %.1f | %.1f | %s |\n", res.type.c_str(),
-                                (unsigned long long)k, (unsigned long long)n, (unsigned long long)ncols, res.where.c_str(),
-                                where == 0 && l3 && bytes > l3 ? " (exceeds L3)" : "", res.bpw, res.us, res.gbs, res.gws,
-                                kind == 0 ? strfmt("%.0f%%", 100 * res.frac).c_str() : "-");
+                                (unsigned long long)k, (unsigned long long)n, (unsigned long long)ncols,
+                                res.where.c_str(), where == 0 && l3 && bytes > l3 ? " (exceeds L3)" : "", res.bpw,
+                                res.us, res.gbs, res.gws, kind == 0 ? strfmt("%.0f%%", 100 * res.frac).c_str() : "-");
                     std::fflush(stdout);
                 }
             }
@@ -273,15 +285,17 @@ int bench_kernels(int argc, char** argv) {
     if (!o.json_path.empty()) {
         FILE* f = std::fopen(o.json_path.c_str(), "w");
         LB_CHECK(f, "--json: cannot write '%s'", o.json_path.c_str());
-        std::fprintf(f, "{\n  \"isa\": \"%s\", \"threads\": %d, \"read_bw_gbs\": %.3f, \"l3_bytes\": %llu,\n  \"results\": [\n",
-                     kern.isa, o.threads, bw, (unsigned long long)l3);
+        std::fprintf(
+            f, "{\n  \"isa\": \"%s\", \"threads\": %d, \"read_bw_gbs\": %.3f, \"l3_bytes\": %llu,\n  \"results\": [\n",
+            kern.isa, o.threads, bw, (unsigned long long)l3);
         for (size_t i = 0; i < results.size(); ++i) {
             const Result& r = results[i];
-            std::fprintf(f,
-                         "    {\"type\": \"%s\", \"k\": %llu, \"n\": %llu, \"ncols\": %llu, \"where\": \"%s\", \"bpw\": %.4f, "
-                         "\"us\": %.3f, \"gbs\": %.3f, \"gweights_s\": %.3f, \"bw_fraction\": %.4f}%s\n",
-                         r.type.c_str(), (unsigned long long)r.k, (unsigned long long)r.n, (unsigned long long)r.ncols,
-                         r.where.c_str(), r.bpw, r.us, r.gbs, r.gws, r.frac, i + 1 < results.size() ? "," : "");
+            std::fprintf(
+                f,
+                "    {\"type\": \"%s\", \"k\": %llu, \"n\": %llu, \"ncols\": %llu, \"where\": \"%s\", \"bpw\": %.4f, "
+                "\"us\": %.3f, \"gbs\": %.3f, \"gweights_s\": %.3f, \"bw_fraction\": %.4f}%s\n",
+                r.type.c_str(), (unsigned long long)r.k, (unsigned long long)r.n, (unsigned long long)r.ncols,
+                r.where.c_str(), r.bpw, r.us, r.gbs, r.gws, r.frac, i + 1 < results.size() ? "," : "");
         }
         std::fprintf(f, "  ]\n}\n");
         std::fclose(f);

@@ -68,8 +68,8 @@ inline __m256i dot32(__m256i q, __m256i x) {
         // u8 x s8 pairs can exceed 2^15 for codes > 128: split q = 16 * hi + lo, both <= 15
         const __m256i m4 = _mm256_set1_epi8(15);
         const __m256i lo = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_and_si256(q, m4), x), ones16);
-        const __m256i hi = _mm256_madd_epi16(
-            _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), x), ones16);
+        const __m256i hi =
+            _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), x), ones16);
         return _mm256_add_epi32(lo, _mm256_slli_epi32(hi, 4));
     } else {
         return _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), ones16);
@@ -99,11 +99,11 @@ float dot_loop(const uint8_t* codes, uint64_t kp, const int8_t* xq, const float*
                 acc0 = _mm256_fmadd_ps(p, _mm256_set1_ps(s[gi] * xd[b]), acc0);
                 if (--left == 0) ++gi, left = steps_per_group;
             } else {
-                const __m256 sv = GK == 8 ? _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(s + 4 * b)), pairs)
-                                          : _mm256_permutevar8x32_ps(
-                                                _mm256_castps128_ps256(_mm_castpd_ps(_mm_load_sd(
-                                                    reinterpret_cast<const double*>(s + 2 * b)))),
-                                                quads);
+                const __m256 sv =
+                    GK == 8 ? _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(s + 4 * b)), pairs)
+                            : _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_castpd_ps(
+                                                           _mm_load_sd(reinterpret_cast<const double*>(s + 2 * b)))),
+                                                       quads);
                 acc1 = _mm256_fmadd_ps(p, _mm256_mul_ps(sv, _mm256_broadcast_ss(xd + b)), acc1);
             }
         }
@@ -258,14 +258,30 @@ uint64_t decode_field8(const uint8_t* row, const uint8_t* tab, uint32_t fbits, c
     }
     if (!(map.cstride == 0 && map.period == 0) && map.cstride != 1) return 0;
     switch (fbits) {
-        case 1: decode_codes8<1>(row, tab, map, mrow, c8, out); break;
-        case 2: decode_codes8<2>(row, tab, map, mrow, c8, out); break;
-        case 3: decode_codes8<3>(row, tab, map, mrow, c8, out); break;
-        case 4: decode_codes8<4>(row, tab, map, mrow, c8, out); break;
-        case 5: decode_codes8<5>(row, tab, map, mrow, c8, out); break;
-        case 6: decode_codes8<6>(row, tab, map, mrow, c8, out); break;
-        case 7: decode_codes8<7>(row, tab, map, mrow, c8, out); break;
-        default: decode_codes8<8>(row, tab, map, mrow, c8, out); break;
+        case 1:
+            decode_codes8<1>(row, tab, map, mrow, c8, out);
+            break;
+        case 2:
+            decode_codes8<2>(row, tab, map, mrow, c8, out);
+            break;
+        case 3:
+            decode_codes8<3>(row, tab, map, mrow, c8, out);
+            break;
+        case 4:
+            decode_codes8<4>(row, tab, map, mrow, c8, out);
+            break;
+        case 5:
+            decode_codes8<5>(row, tab, map, mrow, c8, out);
+            break;
+        case 6:
+            decode_codes8<6>(row, tab, map, mrow, c8, out);
+            break;
+        case 7:
+            decode_codes8<7>(row, tab, map, mrow, c8, out);
+            break;
+        default:
+            decode_codes8<8>(row, tab, map, mrow, c8, out);
+            break;
     }
     return c8;
 }
@@ -279,7 +295,7 @@ void decode_meta_avx2(const WeightView& w, uint64_t mrow, float* s, float* m) {
     if (p.zmode == ZeroMode::code) {
         for (uint64_t c = 0; c < done; c += 8)
             _mm256_storeu_ps(m + c, _mm256_sub_ps(_mm256_setzero_ps(),
-                                                   _mm256_mul_ps(_mm256_loadu_ps(m + c), _mm256_loadu_ps(s + c))));
+                                                  _mm256_mul_ps(_mm256_loadu_ps(m + c), _mm256_loadu_ps(s + c))));
     } else {
         for (uint64_t c = 0; c < done; c += 8)
             _mm256_storeu_ps(m + c, _mm256_sub_ps(_mm256_setzero_ps(), _mm256_loadu_ps(m + c)));
@@ -287,24 +303,11 @@ void decode_meta_avx2(const WeightView& w, uint64_t mrow, float* s, float* m) {
     if (done < r.cols) decode_meta_cols_ref(w, mrow, done, r.cols, s, m);
 }
 
-CpuKernels make_avx2() {
-    CpuKernels k{};
-    k.isa = "avx2";
-    k.quantize_act = quantize_act_avx2;
-    k.dot[1] = dot_avx2<1>;
-    k.dot[2] = dot_avx2<2>;
-    k.dot[3] = dot_avx2<3>;
-    k.dot[4] = dot_avx2<4>;
-    k.dot[8] = dot_avx2<8>;
-    k.dot_f32 = dot_f32_avx2;
-    k.decode_meta = decode_meta_avx2;
-    return k;
-}
-
 }  // namespace
 
 const CpuKernels& kernels_avx2() {
-    static const CpuKernels k = make_avx2();
+    static const CpuKernels k = make_kernels("avx2", quantize_act_avx2, dot_avx2<1>, dot_avx2<2>, dot_avx2<3>,
+                                             dot_avx2<4>, dot_avx2<8>, dot_f32_avx2, decode_meta_avx2);
     return k;
 }
 

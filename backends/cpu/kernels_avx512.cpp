@@ -404,24 +404,11 @@ void decode_meta_avx512(const WeightView& w, uint64_t mrow, float* s, float* m) 
     if (done < r.cols) decode_meta_cols_ref(w, mrow, done, r.cols, s, m);
 }
 
-CpuKernels make_avx512() {
-    CpuKernels k{};
-    k.isa = "avx512";
-    k.quantize_act = quantize_act_avx512;
-    k.dot[1] = dot_avx512<1>;
-    k.dot[2] = dot_avx512<2>;
-    k.dot[3] = dot_avx512<3>;
-    k.dot[4] = dot_avx512<4>;
-    k.dot[8] = dot_avx512<8>;
-    k.dot_f32 = dot_f32_avx512;
-    k.decode_meta = decode_meta_avx512;
-    return k;
-}
-
 }  // namespace
 
 const CpuKernels& kernels_avx512() {
-    static const CpuKernels k = make_avx512();
+    static const CpuKernels k = make_kernels("avx512", quantize_act_avx512, dot_avx512<1>, dot_avx512<2>, dot_avx512<3>,
+                                             dot_avx512<4>, dot_avx512<8>, dot_f32_avx512, decode_meta_avx512);
     return k;
 }
 

@@ -366,24 +366,11 @@ void decode_meta_neon(const WeightView& w, uint64_t mrow, float* s, float* m) {
     if (done < r.cols) decode_meta_cols_ref(w, mrow, done, r.cols, s, m);
 }
 
-CpuKernels make_neon() {
-    CpuKernels k{};
-    k.isa = "neon";
-    k.quantize_act = quantize_act_neon;
-    k.dot[1] = dot_neon<1>;
-    k.dot[2] = dot_neon<2>;
-    k.dot[3] = dot_neon<3>;
-    k.dot[4] = dot_neon<4>;
-    k.dot[8] = dot_neon<8>;
-    k.dot_f32 = dot_f32_neon;
-    k.decode_meta = decode_meta_neon;
-    return k;
-}
-
 }  // namespace
 
 const CpuKernels& kernels_neon() {
-    static const CpuKernels k = make_neon();
+    static const CpuKernels k = make_kernels("neon", quantize_act_neon, dot_neon<1>, dot_neon<2>, dot_neon<3>,
+                                             dot_neon<4>, dot_neon<8>, dot_f32_neon, decode_meta_neon);
     return k;
 }
 

@@ -32,10 +32,14 @@ uint64_t Matmul::shared_bytes(const WeightView& w, uint64_t ncols) {
 uint64_t Matmul::thread_bytes(const WeightView& w) {
     const uint64_t kp = act_kp(w.k);
     switch (w.type) {
-        case Type::rg: return 2 * kRowTile * 4 * (kp / 8);
-        case Type::a0: return 2 * align64(4 * w.k) + 2 * align64(4 * kp) + align64(act_row_bytes(w.k));
-        case Type::sign: return 0;
-        default: return kRowTile * 4 * w.k;
+        case Type::rg:
+            return 2 * kRowTile * 4 * (kp / 8);
+        case Type::a0:
+            return 2 * align64(4 * w.k) + 2 * align64(4 * kp) + align64(act_row_bytes(w.k));
+        case Type::sign:
+            return 0;
+        default:
+            return kRowTile * 4 * w.k;
     }
 }
 
@@ -105,8 +109,8 @@ void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
                         const float* mo = m + (o - o0) * sg;
                         for (uint64_t j = j0; j < j1; ++j) {
                             QActRow a = act_row(act_base(*this, j), k);
-                            y[j * n + o] =
-                                dot(w->codes(o), w->lay.kp, a.q, a.d, so, p.group) + kern->dot_f32(mo, xsum_base(*this, j), G);
+                            y[j * n + o] = dot(w->codes(o), w->lay.kp, a.q, a.d, so, p.group) +
+                                           kern->dot_f32(mo, xsum_base(*this, j), G);
                         }
                     }
                 }
@@ -209,7 +213,8 @@ void matmul(const WeightView& w, const CpuKernels& kern, const float* x, uint64_
             for (uint64_t part = b; part < e; ++part) mm.prepare(part, nt);
         });
     }
-    pool.parallel_for(mm.units(), [&](uint64_t b, uint64_t e, int th) { mm.run(b, e, per_thread + uint64_t(th) * tb); });
+    pool.parallel_for(mm.units(),
+                      [&](uint64_t b, uint64_t e, int th) { mm.run(b, e, per_thread + uint64_t(th) * tb); });
 }
 
 void matmul_simple(const WeightView& w, const CpuKernels& kern, const float* x, uint64_t ncols, float* y) {

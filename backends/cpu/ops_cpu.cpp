@@ -198,8 +198,8 @@ static void cpu_mul_mat(Tensor& t, const CpuCtx& c) {
     const Tensor& x = *t.src[1];
     const CpuKernels& kern = kernels_best();
     if (mm_uses_driver(t)) {
-        matmul(w.weight_view(), kern, static_cast<const float*>(x.data), uint64_t(x.nrows()), static_cast<float*>(t.data),
-               *c.pool, c.work);
+        matmul(w.weight_view(), kern, static_cast<const float*>(x.data), uint64_t(x.nrows()),
+               static_cast<float*>(t.data), *c.pool, c.work);
         return;
     }
     // float path: one item = one weight row (n, a2, a3); it is dotted with every column that uses it
