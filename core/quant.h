@@ -48,6 +48,9 @@ void decode_meta_cols_ref(const WeightView& w, uint64_t meta_row, uint64_t c0, u
 // one field: raw f16 (fbits 16), or a code through its table; `none` when fbits is 0
 float decode_field_ref(const uint8_t* row, const uint8_t* tab, uint32_t fbits, const MetaMap& map, uint64_t meta_row,
                        uint64_t col, float none);
+// True when f16(f16(c - tz) * ts) == (c - tz) * ts for every code c in 0..255 (tz an integer of
+// magnitude <= 1792, ts a power of two in [2^-14, 16]): decoders may then skip both roundings.
+bool second_level_exact(float ts, float tz);
 // pointers of one meta row
 struct MetaRow {
     const uint8_t *srow, *zrow, *stab, *ztab;

@@ -124,6 +124,15 @@ void decode_meta_ref(const WeightView& w, uint64_t meta_row, float* s, float* m)
     decode_meta_cols_ref(w, meta_row, 0, meta_row_of(w, meta_row).cols, s, m);
 }
 
+bool second_level_exact(float ts, float tz) {
+    // |c - tz| <= 2047 is an integer, exact in f16; times a power of two in [2^-14, 16] it stays
+    // a normal f16 below 32768 with at most 11 significant bits
+    const float a = std::fabs(ts);
+    int e = 0;
+    const bool pow2 = std::frexp(a, &e) == 0.5f;
+    return tz == std::nearbyint(tz) && std::fabs(tz) <= 1792.0f && pow2 && a >= 1.0f / 16384 && a <= 16.0f;
+}
+
 // (s, m) of one meta column: w = q * s + m
 static void meta_one(const WeightView& w, uint64_t mrow, uint64_t c, float& s, float& m) {
     const MetaRow r = meta_row_of(w, mrow);

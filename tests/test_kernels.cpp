@@ -10,6 +10,7 @@
 
 #include "backends/cpu/dispatch.h"
 #include "backends/cpu/matmul.h"
+#include "core/half.h"
 #include "core/quant.h"
 #include "core/random_weights.h"
 
@@ -230,7 +231,7 @@ TEST_CASE("decode_meta equals the reference for every field width and map kind")
     // rg weights with group 8, odd group counts; maps: constant, per group column, wrapping period
     for (uint32_t sb : {0u, 4u, 8u, 16u})
         for (uint32_t zb : {0u, 1u, 2u, 3u, 4u, 5u, 8u, 16u})
-            for (int mapkind = 0; mapkind < 3; ++mapkind)
+            for (int mapkind = 0; mapkind < 4; ++mapkind)
                 for (uint64_t G : {3ull, 8ull, 13ull, 21ull}) {
                     const uint64_t n = 5, k = 8 * G;
                     QParams p;
@@ -240,8 +241,8 @@ TEST_CASE("decode_meta equals the reference for every field width and map kind")
                     p.zbits = uint8_t(zb);
                     p.zmode = zb % 2 ? ZeroMode::code : ZeroMode::value;
                     MetaMap m;
-                    if (mapkind == 0) {
-                        m.count = 1;
+                    if (mapkind == 0 || mapkind == 3) {
+                        m.count = 1;  // kind 3: an entry whose second level needs no rounding
                     } else if (mapkind == 1) {
                         m.rdiv = 2, m.rstride = uint32_t(G), m.cstride = 1, m.count = uint32_t(3 * G);
                     } else {
@@ -249,7 +250,14 @@ TEST_CASE("decode_meta equals the reference for every field width and map kind")
                     }
                     if (sb && sb <= 8) p.smap = m;
                     if (zb && zb <= 8) p.zmap = m;
-                    const std::vector<uint8_t> blob = random_weight(Type::rg, p, n, k, sb * 100 + zb * 10 + G);
+                    std::vector<uint8_t> blob = random_weight(Type::rg, p, n, k, sb * 100 + zb * 10 + G);
+                    if (mapkind == 3) {
+                        const Layout L = layout(Type::rg, p, n, k);
+                        const uint16_t e[2] = {f32_to_f16(0.25f), f32_to_f16(-3.0f)};  // (scale, zero)
+                        REQUIRE(second_level_exact(0.25f, -3.0f));
+                        if (sb && sb <= 8) std::memcpy(&blob[L.off_stab], e, 4);
+                        if (zb && zb <= 8) std::memcpy(&blob[L.off_ztab], e, 4);
+                    }
                     const WeightView w = make_view(Type::rg, p, n, k, blob.data());
                     std::vector<float> s0(G), m0(G);
                     for (const CpuKernels* t : kernels_available()) {

@@ -321,3 +321,19 @@ TEST_CASE("GreenBit asym 4-bit with a second level per 64 rows picks the right t
         }
     }
 }
+
+TEST_CASE("second_level_exact holds exactly when both fp16 roundings are no-ops") {
+    CHECK(second_level_exact(1.0f, -1.0f));   // GreenBit asym zero codes: z = code + 1
+    CHECK(second_level_exact(1.0f / 1024, 128.0f));
+    CHECK_FALSE(second_level_exact(0.3f, 0.0f));  // not a power of two
+    CHECK_FALSE(second_level_exact(1.0f, 0.5f));  // fractional zero: c - z needs rounding
+    CHECK_FALSE(second_level_exact(1.0f, 4000.0f));
+    CHECK_FALSE(second_level_exact(1.0f / 65536, 0.0f));  // results would be subnormal
+    // brute force: wherever it says exact, the twice-rounded value equals the plain product
+    for (float ts : {1.0f / 16384, 0.125f, 1.0f, 16.0f, -2.0f})
+        for (float tz : {-1792.0f, -1.0f, 0.0f, 7.0f, 1792.0f}) {
+            REQUIRE(second_level_exact(ts, tz));
+            for (int c = 0; c < 256; ++c)
+                CHECK(round_f16(round_f16(float(c) - tz) * ts) == (float(c) - tz) * ts);
+        }
+}

@@ -221,8 +221,14 @@ template <uint32_t F>
 void decode_codes8(const uint8_t* row, const uint8_t* tab, const MetaMap& map, uint64_t mrow, uint64_t c8, float* out) {
     const uint64_t base = map.index(mrow, 0);
     if (map.cstride == 0 && map.period == 0) {  // one entry for the whole row
-        const __m256 ts = _mm256_set1_ps(f16_to_f32(uint16_t(tab[4 * base] | tab[4 * base + 1] << 8)));
-        const __m256 tz = _mm256_set1_ps(f16_to_f32(uint16_t(tab[4 * base + 2] | tab[4 * base + 3] << 8)));
+        const float fs = f16_to_f32(uint16_t(tab[4 * base] | tab[4 * base + 1] << 8));
+        const float fz = f16_to_f32(uint16_t(tab[4 * base + 2] | tab[4 * base + 3] << 8));
+        const __m256 ts = _mm256_set1_ps(fs), tz = _mm256_set1_ps(fz);
+        if (second_level_exact(fs, fz)) {  // e.g. GreenBit's zero codes: z = code + 1, no rounding needed
+            for (uint64_t c = 0; c < c8; c += 8)
+                _mm256_storeu_ps(out + c, _mm256_mul_ps(_mm256_sub_ps(codes8<F>(row, c), tz), ts));
+            return;
+        }
         for (uint64_t c = 0; c < c8; c += 8) _mm256_storeu_ps(out + c, field_value8(codes8<F>(row, c), ts, tz));
         return;
     }

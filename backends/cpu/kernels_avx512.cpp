@@ -319,8 +319,13 @@ void decode_codes16(const uint8_t* row, const uint8_t* tab, const MetaMap& map, 
                     float* out) {
     if (map.cstride == 0) {  // the entry does not depend on the column: one entry for the row
         const uint8_t* e = tab + 4ull * map.index(mrow, 0);
-        const __m512 ts = _mm512_set1_ps(f16_to_f32(uint16_t(e[0] | e[1] << 8)));
-        const __m512 tz = _mm512_set1_ps(f16_to_f32(uint16_t(e[2] | e[3] << 8)));
+        const float fs = f16_to_f32(uint16_t(e[0] | e[1] << 8)), fz = f16_to_f32(uint16_t(e[2] | e[3] << 8));
+        const __m512 ts = _mm512_set1_ps(fs), tz = _mm512_set1_ps(fz);
+        if (second_level_exact(fs, fz)) {  // e.g. GreenBit's zero codes: z = code + 1, no rounding needed
+            for (uint64_t c = 0; c < c16; c += 16)
+                _mm512_storeu_ps(out + c, _mm512_mul_ps(_mm512_sub_ps(codes16<F>(row, c), tz), ts));
+            return;
+        }
         for (uint64_t c = 0; c < c16; c += 16) _mm512_storeu_ps(out + c, field_value16(codes16<F>(row, c), ts, tz));
         return;
     }
