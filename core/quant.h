@@ -90,13 +90,16 @@ struct CpuKernels {
     float (*dot_f32)(const float* a, const float* b, uint64_t n);
     // decode_meta_ref, vectorized (rg and a0 weights)
     void (*decode_meta)(const WeightView& w, uint64_t meta_row, float* s, float* m);
+    // n binary16 values -> float (f16 weights and KV caches)
+    void (*cvt_f16)(const uint16_t* src, float* dst, uint64_t n);
 };
 
 // A kernel table from its primitives (dot by code bits 1, 2, 3, 4, 8).
 using DotFn = float (*)(const uint8_t*, uint64_t, const int8_t*, const float*, const float*, uint32_t);
 CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint64_t, QActRow), DotFn d1, DotFn d2,
                         DotFn d3, DotFn d4, DotFn d8, float (*dot_f32)(const float*, const float*, uint64_t),
-                        void (*decode_meta)(const WeightView&, uint64_t, float*, float*));
+                        void (*decode_meta)(const WeightView&, uint64_t, float*, float*),
+                        void (*cvt_f16)(const uint16_t*, float*, uint64_t));
 
 const CpuKernels& kernels_ref();
 

@@ -43,6 +43,7 @@ TEST_CASE("every kernel table is complete and no entry is the reference") {
         REQUIRE(bool(t->quantize_act));
         REQUIRE(bool(t->dot_f32));
         REQUIRE(bool(t->decode_meta));
+        REQUIRE(bool(t->cvt_f16));
         for (int b : kBits) {
             REQUIRE(bool(t->dot[b]));
             if (t != &ref) CHECK_MESSAGE(bool(t->dot[b] != ref.dot[b]), "falls back");  // no silent fallback
@@ -51,6 +52,7 @@ TEST_CASE("every kernel table is complete and no entry is the reference") {
             CHECK_MESSAGE(bool(t->quantize_act != ref.quantize_act), "falls back");
             CHECK_MESSAGE(bool(t->dot_f32 != ref.dot_f32), "falls back");
             CHECK_MESSAGE(bool(t->decode_meta != ref.decode_meta), "falls back");
+            CHECK_MESSAGE(bool(t->cvt_f16 != ref.cvt_f16), "falls back");
         }
     }
 }
@@ -274,4 +276,23 @@ TEST_CASE("decode_meta equals the reference for every field width and map kind")
                         CHECK(same);
                     }
                 }
+}
+
+TEST_CASE("cvt_f16 converts every binary16 value exactly, with tails") {
+    std::vector<uint16_t> all(65536 + 7);
+    for (size_t i = 0; i < all.size(); ++i) all[i] = uint16_t(i * 40503u);  // every value, odd length
+    for (uint32_t i = 0; i < 65536; ++i) all[i] = uint16_t(i);
+    for (const CpuKernels* t : kernels_available()) {
+        INFO("isa " << std::string(t->isa));
+        for (uint64_t n : {uint64_t(all.size()), uint64_t(1), uint64_t(15), uint64_t(17)}) {
+            std::vector<float> got(n + 1, 12345.0f);
+            t->cvt_f16(all.data(), got.data(), n);
+            bool same = got[n] == 12345.0f;  // nothing written past n
+            for (uint64_t i = 0; i < n; ++i) {
+                const float want = f16_to_f32(all[i]);
+                same = same && (std::isnan(want) ? std::isnan(got[i]) : got[i] == want && std::signbit(got[i]) == std::signbit(want));
+            }
+            CHECK(same);
+        }
+    }
 }

@@ -309,11 +309,19 @@ void decode_meta_avx2(const WeightView& w, uint64_t mrow, float* s, float* m) {
     if (done < r.cols) decode_meta_cols_ref(w, mrow, done, r.cols, s, m);
 }
 
+void cvt_f16_avx2(const uint16_t* src, float* dst, uint64_t n) {
+    uint64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+    for (; i < n; ++i) dst[i] = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(src[i])));
+}
+
 }  // namespace
 
 const CpuKernels& kernels_avx2() {
     static const CpuKernels k = make_kernels("avx2", quantize_act_avx2, dot_avx2<1>, dot_avx2<2>, dot_avx2<3>,
-                                             dot_avx2<4>, dot_avx2<8>, dot_f32_avx2, decode_meta_avx2);
+                                             dot_avx2<4>, dot_avx2<8>, dot_f32_avx2, decode_meta_avx2,
+                                             cvt_f16_avx2);
     return k;
 }
 

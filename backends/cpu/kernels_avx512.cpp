@@ -409,11 +409,22 @@ void decode_meta_avx512(const WeightView& w, uint64_t mrow, float* s, float* m) 
     if (done < r.cols) decode_meta_cols_ref(w, mrow, done, r.cols, s, m);
 }
 
+void cvt_f16_avx512(const uint16_t* src, float* dst, uint64_t n) {
+    uint64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i))));
+    if (i < n) {  // masked tail: nothing read or written past n
+        const __mmask16 m = __mmask16((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(dst + i, m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, src + i)));
+    }
+}
+
 }  // namespace
 
 const CpuKernels& kernels_avx512() {
     static const CpuKernels k = make_kernels("avx512", quantize_act_avx512, dot_avx512<1>, dot_avx512<2>, dot_avx512<3>,
-                                             dot_avx512<4>, dot_avx512<8>, dot_f32_avx512, decode_meta_avx512);
+                                             dot_avx512<4>, dot_avx512<8>, dot_f32_avx512, decode_meta_avx512,
+                                             cvt_f16_avx512);
     return k;
 }
 

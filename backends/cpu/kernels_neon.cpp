@@ -366,11 +366,18 @@ void decode_meta_neon(const WeightView& w, uint64_t mrow, float* s, float* m) {
     if (done < r.cols) decode_meta_cols_ref(w, mrow, done, r.cols, s, m);
 }
 
+void cvt_f16_neon(const uint16_t* src, float* dst, uint64_t n) {
+    uint64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(dst + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(src + i))));
+    for (; i < n; ++i) dst[i] = vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(src[i]))), 0);
+}
+
 }  // namespace
 
 const CpuKernels& kernels_neon() {
     static const CpuKernels k = make_kernels("neon", quantize_act_neon, dot_neon<1>, dot_neon<2>, dot_neon<3>,
-                                             dot_neon<4>, dot_neon<8>, dot_f32_neon, decode_meta_neon);
+                                             dot_neon<4>, dot_neon<8>, dot_f32_neon, decode_meta_neon,
+                                             cvt_f16_neon);
     return k;
 }
 

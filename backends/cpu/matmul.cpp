@@ -169,7 +169,7 @@ void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
                     float* row = rows + (o - o0) * k;
                     const uint16_t* src = reinterpret_cast<const uint16_t*>(w->data + o * 2 * k);
                     if (w->type == Type::f16)
-                        for (uint64_t i = 0; i < k; ++i) row[i] = f16_to_f32(src[i]);
+                        kern->cvt_f16(src, row, k);
                     else
                         for (uint64_t i = 0; i < k; ++i) row[i] = bf16_to_f32(src[i]);
                     wr[o - o0] = row;

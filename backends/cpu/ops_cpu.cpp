@@ -218,6 +218,8 @@ static void cpu_mul_mat(Tensor& t, const CpuCtx& c) {
                 const uint8_t* src = static_cast<const uint8_t*>(w.data) + n * w.nb[1] + a2 * w.nb[2] + a3 * w.nb[3];
                 if (w.type == Type::f32)
                     wr = reinterpret_cast<const float*>(src);
+                else if (w.type == Type::f16 && w.nb[0] == 2)
+                    kern.cvt_f16(reinterpret_cast<const uint16_t*>(src), scratch, uint64_t(K));
                 else
                     for (int64_t i = 0; i < K; ++i) scratch[i] = load_f(w.type, src + 2 * i);
             }
