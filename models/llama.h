@@ -24,12 +24,14 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/graph.h"
 #include "core/tensor.h"
 #include "core/threadpool.h"
+#include "models/tokenizer.h"
 
 namespace lb {
 
@@ -68,7 +70,9 @@ struct CheckpointTensor {
 struct LlamaCheckpoint {
     LlamaHParams hp;
     std::vector<CheckpointTensor> tensors;
-    std::string source;  // provenance ("llama2.c legacy checkpoint stories260K.bin")
+    std::string source;                      // provenance ("llama2.c legacy checkpoint stories260K.bin")
+    std::optional<TokenizerData> tokenizer;  // written as tokenizer.* metadata when present
+    std::string chat_template;               // tokenizer.chat_template when not empty
     const CheckpointTensor* find(const std::string& name) const;
 };
 

@@ -43,6 +43,9 @@ void save_llama_lbf(const LlamaCheckpoint& ck, const std::string& path) {
     w.set("llama.rope.freq_scale", hp.rope_freq_scale);
     w.set("llama.rope.mode", hp.rope_mode == rope_neox ? "neox" : "interleaved");
     w.set("llama.output_tied", hp.tied_output);
+    if (ck.tokenizer)
+        for (auto& [k, v] : tokenizer_metadata(*ck.tokenizer)) w.set(k, std::move(v));
+    if (!ck.chat_template.empty()) w.set("tokenizer.chat_template", ck.chat_template);
     for (const auto& t : ck.tensors) w.add_tensor(t.name, t.type, t.params, t.dims, t.data.data(), t.data.size());
     w.finish();
 }

@@ -92,4 +92,10 @@ std::string byte_to_unicode(uint8_t b);
 // Decodes a token in the byte-to-unicode alphabet; false if it has a character outside it.
 bool unicode_to_bytes(std::string_view s, std::string& out);
 
+// The tokenizer as .lbf metadata (keys "tokenizer.*", listed in models/tokenizer_lbf.cpp).
+class MetaValue;
+class Metadata;
+std::vector<std::pair<std::string, MetaValue>> tokenizer_metadata(const TokenizerData& d);
+TokenizerData tokenizer_data_from_metadata(const Metadata& md);  // throws if a key is missing or mistyped
+
 }  // namespace lb

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "formats/lbf.h"
 #include "models/tokenizer.h"
 
 using namespace lb;
@@ -287,4 +288,16 @@ TEST_CASE("tokenizer: malformed data and files") {
     CHECK_THROWS_AS(Tokenizer::from_tiktoken("IQ== 0\nnot base64! 1\n", "t", "llama3", {}), Error);
     CHECK_THROWS_AS(Tokenizer::from_tiktoken("IQ== 0\nIg== 2\n", "t", "llama3", {}), Error);
     CHECK_THROWS_AS(Tokenizer::from_tiktoken("IQ== 99999999999\n", "t", "llama3", {}), Error);
+}
+
+TEST_CASE("a tokenizer stored as .lbf metadata comes back identical") {
+    const Tokenizer t = Tokenizer::load_sentencepiece("../../shared/data/stories260K/tok512.model");
+    Metadata md;
+    for (auto& [k, v] : tokenizer_metadata(t.data())) md.set(k, v);
+    const Tokenizer back = Tokenizer::from_data(tokenizer_data_from_metadata(md));
+    const std::string text = "Once upon a time, there was a little girl named Lily.";
+    CHECK(back.encode(text, true) == t.encode(text, true));
+    CHECK(back.data().tokens == t.data().tokens);
+    Metadata none;
+    CHECK_THROWS_WITH_AS(tokenizer_data_from_metadata(none), doctest::Contains("tokenizer.kind"), Error);
 }
