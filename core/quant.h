@@ -92,6 +92,9 @@ struct CpuKernels {
     void (*decode_meta)(const WeightView& w, uint64_t meta_row, float* s, float* m);
     // n binary16 values -> float (f16 weights and KV caches)
     void (*cvt_f16)(const uint16_t* src, float* dst, uint64_t n);
+    // sum of x[i] over the set bits of a 1-bit code row (bit i % 8 of byte i / 8), n a multiple
+    // of 32: the float path of 1-bit a0 and sign weights (no activation quantization)
+    float (*sum_bits)(const uint8_t* bits, const float* x, uint64_t n);
 };
 
 // A kernel table from its primitives (dot by code bits 1, 2, 3, 4, 8).
@@ -99,7 +102,8 @@ using DotFn = float (*)(const uint8_t*, uint64_t, const int8_t*, const float*, c
 CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint64_t, QActRow), DotFn d1, DotFn d2,
                         DotFn d3, DotFn d4, DotFn d8, float (*dot_f32)(const float*, const float*, uint64_t),
                         void (*decode_meta)(const WeightView&, uint64_t, float*, float*),
-                        void (*cvt_f16)(const uint16_t*, float*, uint64_t));
+                        void (*cvt_f16)(const uint16_t*, float*, uint64_t),
+                        float (*sum_bits)(const uint8_t*, const float*, uint64_t));
 
 const CpuKernels& kernels_ref();
 

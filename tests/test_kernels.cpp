@@ -44,6 +44,7 @@ TEST_CASE("every kernel table is complete and no entry is the reference") {
         REQUIRE(bool(t->dot_f32));
         REQUIRE(bool(t->decode_meta));
         REQUIRE(bool(t->cvt_f16));
+        REQUIRE(bool(t->sum_bits));
         for (int b : kBits) {
             REQUIRE(bool(t->dot[b]));
             if (t != &ref) CHECK_MESSAGE(bool(t->dot[b] != ref.dot[b]), "falls back");  // no silent fallback
@@ -53,6 +54,7 @@ TEST_CASE("every kernel table is complete and no entry is the reference") {
             CHECK_MESSAGE(bool(t->dot_f32 != ref.dot_f32), "falls back");
             CHECK_MESSAGE(bool(t->decode_meta != ref.decode_meta), "falls back");
             CHECK_MESSAGE(bool(t->cvt_f16 != ref.cvt_f16), "falls back");
+            CHECK_MESSAGE(bool(t->sum_bits != ref.sum_bits), "falls back");
         }
     }
 }
@@ -290,9 +292,26 @@ TEST_CASE("cvt_f16 converts every binary16 value exactly, with tails") {
             bool same = got[n] == 12345.0f;  // nothing written past n
             for (uint64_t i = 0; i < n; ++i) {
                 const float want = f16_to_f32(all[i]);
-                same = same && (std::isnan(want) ? std::isnan(got[i]) : got[i] == want && std::signbit(got[i]) == std::signbit(want));
+                same = same && (std::isnan(want) ? std::isnan(got[i])
+                                                 : got[i] == want && std::signbit(got[i]) == std::signbit(want));
             }
             CHECK(same);
+        }
+    }
+}
+
+TEST_CASE("sum_bits equals the reference for every length") {
+    for (const CpuKernels* t : kernels_available()) {
+        for (uint64_t n : {32ull, 64ull, 96ull, 576ull, 4096ull}) {
+            INFO("isa " << std::string(t->isa) << " n " << n);
+            Rng rng{n};
+            std::vector<uint8_t> bits(n / 8);
+            for (auto& b : bits) b = uint8_t(rng.next());
+            const std::vector<float> x = randvec(n, n + 1);
+            double mag = 0;
+            for (float v : x) mag += std::fabs(v);
+            const float want = kernels_ref().sum_bits(bits.data(), x.data(), n);
+            CHECK(std::fabs(t->sum_bits(bits.data(), x.data(), n) - want) <= 1e-6 * mag);
         }
     }
 }

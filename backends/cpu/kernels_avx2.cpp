@@ -316,12 +316,27 @@ void cvt_f16_avx2(const uint16_t* src, float* dst, uint64_t n) {
     for (; i < n; ++i) dst[i] = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(src[i])));
 }
 
+// 8 inputs per step: byte -> lane mask by comparing with the lane's bit
+float sum_bits_avx2(const uint8_t* bits, const float* x, uint64_t n) {
+    const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (uint64_t i = 0; i < n; i += 16) {
+        const __m256i b0 = _mm256_and_si256(_mm256_set1_epi32(bits[i >> 3]), lane_bit);
+        const __m256i b1 = _mm256_and_si256(_mm256_set1_epi32(bits[(i >> 3) + 1]), lane_bit);
+        acc0 = _mm256_add_ps(
+            acc0, _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(b0, lane_bit)), _mm256_loadu_ps(x + i)));
+        acc1 = _mm256_add_ps(
+            acc1, _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(b1, lane_bit)), _mm256_loadu_ps(x + i + 8)));
+    }
+    return hsum(_mm256_add_ps(acc0, acc1));
+}
+
 }  // namespace
 
 const CpuKernels& kernels_avx2() {
-    static const CpuKernels k = make_kernels("avx2", quantize_act_avx2, dot_avx2<1>, dot_avx2<2>, dot_avx2<3>,
-                                             dot_avx2<4>, dot_avx2<8>, dot_f32_avx2, decode_meta_avx2,
-                                             cvt_f16_avx2);
+    static const CpuKernels k =
+        make_kernels("avx2", quantize_act_avx2, dot_avx2<1>, dot_avx2<2>, dot_avx2<3>, dot_avx2<4>, dot_avx2<8>,
+                     dot_f32_avx2, decode_meta_avx2, cvt_f16_avx2, sum_bits_avx2);
     return k;
 }
 

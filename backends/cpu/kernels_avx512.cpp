@@ -419,12 +419,25 @@ void cvt_f16_avx512(const uint16_t* src, float* dst, uint64_t n) {
     }
 }
 
+// 16 inputs per step: two code bytes are the add mask
+float sum_bits_avx512(const uint8_t* bits, const float* x, uint64_t n) {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    uint64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        uint32_t m;
+        std::memcpy(&m, bits + i / 8, 4);
+        acc0 = _mm512_mask_add_ps(acc0, __mmask16(m), acc0, _mm512_loadu_ps(x + i));
+        acc1 = _mm512_mask_add_ps(acc1, __mmask16(m >> 16), acc1, _mm512_loadu_ps(x + i + 16));
+    }
+    return hsum(_mm512_add_ps(acc0, acc1));
+}
+
 }  // namespace
 
 const CpuKernels& kernels_avx512() {
-    static const CpuKernels k = make_kernels("avx512", quantize_act_avx512, dot_avx512<1>, dot_avx512<2>, dot_avx512<3>,
-                                             dot_avx512<4>, dot_avx512<8>, dot_f32_avx512, decode_meta_avx512,
-                                             cvt_f16_avx512);
+    static const CpuKernels k =
+        make_kernels("avx512", quantize_act_avx512, dot_avx512<1>, dot_avx512<2>, dot_avx512<3>, dot_avx512<4>,
+                     dot_avx512<8>, dot_f32_avx512, decode_meta_avx512, cvt_f16_avx512, sum_bits_avx512);
     return k;
 }
 

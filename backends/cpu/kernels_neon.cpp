@@ -372,12 +372,26 @@ void cvt_f16_neon(const uint16_t* src, float* dst, uint64_t n) {
     for (; i < n; ++i) dst[i] = vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(src[i]))), 0);
 }
 
+// 4 inputs per step: a nibble -> lane mask by testing the lane's bit
+float sum_bits_neon(const uint8_t* bits, const float* x, uint64_t n) {
+    const uint32x4_t lane_bit = {1, 2, 4, 8};
+    float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
+    for (uint64_t i = 0; i < n; i += 8) {
+        const uint32_t byte = bits[i >> 3];
+        const uint32x4_t m0 = vtstq_u32(vdupq_n_u32(byte), lane_bit);
+        const uint32x4_t m1 = vtstq_u32(vdupq_n_u32(byte >> 4), lane_bit);
+        acc0 = vaddq_f32(acc0, vreinterpretq_f32_u32(vandq_u32(m0, vreinterpretq_u32_f32(vld1q_f32(x + i)))));
+        acc1 = vaddq_f32(acc1, vreinterpretq_f32_u32(vandq_u32(m1, vreinterpretq_u32_f32(vld1q_f32(x + i + 4)))));
+    }
+    return vaddvq_f32(vaddq_f32(acc0, acc1));
+}
+
 }  // namespace
 
 const CpuKernels& kernels_neon() {
-    static const CpuKernels k = make_kernels("neon", quantize_act_neon, dot_neon<1>, dot_neon<2>, dot_neon<3>,
-                                             dot_neon<4>, dot_neon<8>, dot_f32_neon, decode_meta_neon,
-                                             cvt_f16_neon);
+    static const CpuKernels k =
+        make_kernels("neon", quantize_act_neon, dot_neon<1>, dot_neon<2>, dot_neon<3>, dot_neon<4>, dot_neon<8>,
+                     dot_f32_neon, decode_meta_neon, cvt_f16_neon, sum_bits_neon);
     return k;
 }
 

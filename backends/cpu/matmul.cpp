@@ -3,6 +3,7 @@
 //   a0:   per row class r: xs = s[r] * x (quantized), bias = sum_k m[r][k] x[k];
 //         y[row] = sum_k q[row][k] * xs[k] + bias for the `group` rows of the class
 //   sign: xg = g * x (quantized); y[row] = h[row] * (sum xg - 2 * sum_{bit=1} xg)
+//   a0 with 1-bit codes: no quantization, y[row] = sum of xs over the set bits + bias (sum_bits)
 //   f32/f16/bf16: float dot products
 #include "backends/cpu/matmul.h"
 
@@ -124,14 +125,22 @@ void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
             float* xs = reinterpret_cast<float*>(ts + 2 * align64(4 * k));
             uint8_t* act = ts + 2 * align64(4 * k) + 2 * align64(4 * kp);
             auto dot = kern->dot[p.bits];
+            for (uint64_t i = k; i < kp; ++i) xs[i] = 0;  // the bit sums read up to kp
             for (uint64_t r = ub; r < ue; ++r) {
                 kern->decode_meta(*w, r, s, m);
                 for (uint64_t j = 0; j < ncols; ++j) {
                     const float* xj = x + j * k;
                     for (uint64_t i = 0; i < k; ++i) xs[i] = s[i] * xj[i];
+                    const float bias = kern->dot_f32(m, xj, k);
+                    if (p.bits == 1) {  // q is 0 or 1: y = sum of xs over the set bits, in float
+                        for (uint64_t t = 0; t < p.group; ++t) {
+                            const uint64_t o = r + t * R;
+                            y[j * n + o] = kern->sum_bits(w->codes(o), xs, w->lay.kp) + bias;
+                        }
+                        continue;
+                    }
                     QActRow a = act_row(act, k);
                     kern->quantize_act(xs, k, a);
-                    const float bias = kern->dot_f32(m, xj, k);
                     for (uint64_t t = 0; t < p.group; ++t) {
                         const uint64_t o = r + t * R;
                         y[j * n + o] = dot(w->codes(o), w->lay.kp, a.q, a.d, nullptr, 0) + bias;
@@ -142,6 +151,8 @@ void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
         }
         case Type::sign: {
             const float* h = reinterpret_cast<const float*>(w->data + w->lay.off_hvec);
+            // int8 activations: the 1-bit VNNI/maddubs dot reads 4x fewer activation bytes than
+            // a float masked sum (measured 0.42 vs 0.76 ms on 4096x14336)
             auto dot = kern->dot[1];
             for (uint64_t o0 = ub; o0 < ue; o0 += kSignRowTile) {  // a tile of code rows stays in L1
                 const uint64_t o1 = std::min(ue, o0 + kSignRowTile);
