@@ -185,8 +185,10 @@ static const Preset kPresets[] = {
     {"q2_g32_v1", Type::rg, "GreenBit asym v1 2-bit g32 (second level per output row)"},
     {"q2_g32_qs", Type::rg, "GreenBit qstatistic 2-bit g32 (TinyLLaMA)"},
     {"q4_g32", Type::rg, "GreenBit asym 4-bit g32 (second level per 64 rows)"},
-    {"q4_g32_f16", Type::rg, "fp16 scale and offset per 32 (GGUF Q4_0 / Q4_1)"},
-    {"q8_g32_f16", Type::rg, "fp16 scale and offset per 32 (GGUF Q8_0)"},
+    {"q4_g32_f16", Type::rg, "fp16 scale and offset per 32 (GGUF Q4_1)"},
+    {"q4_g32_z8", Type::rg, "fp16 scale per 32, zero 8 (GGUF Q4_0)"},
+    {"q8_g32_f16", Type::rg, "fp16 scale and offset per 32"},
+    {"q8_g32_z128", Type::rg, "fp16 scale per 32, zero 128 (GGUF Q8_0, codes = int8 + 128)"},
     {"q1_g8_hqq", Type::rg, "HQQ 1-bit g8 axis 1, fp16 scale and zero"},
     {"q2_g16_hqq", Type::rg, "HQQ 2-bit g16 axis 1, fp16 scale and zero"},
     {"q3_g64_hqq", Type::rg, "HQQ 3-bit g64 axis 1, fp16 scale and zero"},
@@ -274,6 +276,10 @@ QParams preset_params(const Preset& pr, uint64_t n, uint64_t k) {
         rg(4, 32, 16, 16, ZeroMode::value);
     } else if (name == "q8_g32_f16") {
         rg(8, 32, 16, 16, ZeroMode::value);
+    } else if (name == "q4_g32_z8" || name == "q8_g32_z128") {
+        // one constant zero for the tensor: a 1-bit zero code through a one-entry table
+        rg(name == "q4_g32_z8" ? 4 : 8, 32, 16, 1, ZeroMode::code);
+        p.zmap = map_const();
     } else if (name == "q1_g8_hqq") {
         rg(1, 8, 16, 16, ZeroMode::code);
     } else if (name == "q2_g16_hqq") {
