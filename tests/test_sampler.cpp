@@ -12,18 +12,7 @@
 #include "core/error.h"
 #include "models/sampler.h"
 
-// counts operator new calls (the sampler must not allocate per token)
-static std::atomic<long> g_news{0};
-void* operator new(std::size_t n) {
-    g_news.fetch_add(1, std::memory_order_relaxed);
-    if (void* p = std::malloc(n ? n : 1)) return p;
-    throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+#include "alloc_counter.h"  // the sampler must not allocate per token
 
 using namespace lb;
 
@@ -254,9 +243,9 @@ TEST_CASE("sample() and accept() allocate nothing, every step on") {
         p.repeat_last_n = 32;
         p.seed = 3;
         Sampler s(p, V);
-        const long before = g_news.load();
+        const long before = allocations();
         for (int i = 0; i < 200; ++i) s.accept(s.sample(l.data()));
-        const long news = g_news.load() - before;  // read before doctest builds its message
+        const long news = allocations() - before;  // read before doctest builds its message
         CHECK_MESSAGE(news == 0, "top-k " << k);
     }
 }
