@@ -9,4 +9,5 @@ int cmd_check(int argc, char** argv);
 int cmd_bench(int argc, char** argv);    // tools/cmd_bench.cpp
 int cmd_run(int argc, char** argv);      // tools/cmd_run.cpp: `lowbit run`, exit 0 ok, 1 on any error
 int cmd_convert(int argc, char** argv);  // tools/cmd_convert.cpp: GGUF / llama2.c -> .lbf
+int cmd_perplexity(int argc, char** argv);  // tools/cmd_perplexity.cpp: `lowbit perplexity`, 0 ok, 1 on any error
 }  // namespace lb

@@ -19,6 +19,7 @@ const Command kCommands[] = {
     {"convert", lb::cmd_convert, "GGUF or llama2.c model -> .lbf (weights, config, tokenizer)"},
     {"bench", lb::cmd_bench, "benchmarks: `bench kernels` (per block type GEMV/GEMM)"},
     {"run", lb::cmd_run, "generate text from a .lbf model: -p PROMPT, or --chat"},
+    {"perplexity", lb::cmd_perplexity, "perplexity of a .lbf model on a text; KL divergence against saved logits"},
 };
 
 void usage(FILE* f) {
