@@ -30,6 +30,7 @@
 #include "models/llama.h"
 #include "models/sampler.h"
 #include "models/tokenizer.h"
+#include "tools/args.h"
 #include "tools/commands.h"
 
 namespace lb {
@@ -71,22 +72,7 @@ struct Options {
     std::vector<std::string> stops;
 };
 
-int64_t parse_int(const std::string& s, const char* what, int64_t lo, int64_t hi) {
-    char* end = nullptr;
-    errno = 0;
-    const long long v = std::strtoll(s.c_str(), &end, 10);
-    LB_CHECK(!s.empty() && *end == 0 && errno == 0 && v >= lo && v <= hi, "%s: '%s' is not an integer in %lld..%lld",
-             what, s.c_str(), (long long)lo, (long long)hi);
-    return v;
-}
 
-float parse_float(const std::string& s, const char* what) {
-    char* end = nullptr;
-    errno = 0;
-    const float v = std::strtof(s.c_str(), &end);
-    LB_CHECK(!s.empty() && *end == 0 && errno == 0 && std::isfinite(v), "%s: '%s' is not a number", what, s.c_str());
-    return v;
-}
 
 // returns false if --help was printed
 bool parse(int argc, char** argv, Options& o) {
