@@ -1,12 +1,18 @@
-// cmd_bench.cpp: `lowbit bench kernels`: per block type GEMV (n = 1) and GEMM (n = 512) timings on
-// real model shapes, L3-resident (one matrix, reused) and DRAM-resident (rotating over copies
-// whose total exceeds 1 GiB), reported against the read bandwidth measured in the same run.
+// cmd_bench.cpp: the `lowbit bench` benchmarks.
+//   kernels: per block type GEMV (n = 1) and GEMM (n = 512) timings on real model shapes,
+//            L3-resident (one matrix, reused) and DRAM-resident (rotating over copies whose total
+//            exceeds 1 GiB), reported against the read bandwidth measured in the same run.
+//   model:   whole-model prompt processing (pp: one batch of p tokens) and text generation (tg: n
+//            tokens decoded one at a time from an empty context), tokens/s, for a .lbf file or a
+//            synthetic model of a real geometry with random weights of one preset; tg is reported
+//            against the decode ceiling = measured read bandwidth / bytes read per decoded token.
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,6 +21,9 @@
 #include "core/error.h"
 #include "core/random_weights.h"
 #include "core/threadpool.h"
+#include "models/llama.h"
+#include "models/synthetic.h"
+#include "tools/args.h"
 #include "tools/commands.h"
 
 namespace lb {
@@ -125,16 +134,6 @@ std::vector<std::string> split(const std::string& s, char sep) {
     return out;
 }
 
-uint64_t parse_u64(const std::string& s, const char* what, uint64_t lo, uint64_t hi) {
-    char* end = nullptr;
-    errno = 0;
-    const unsigned long long v = std::strtoull(s.c_str(), &end, 10);
-    LB_CHECK(!s.empty() && *end == 0 && errno == 0 && v >= lo && v <= hi && s[0] != '-',
-             "%s: '%s' is not an integer in %llu..%llu", what, s.c_str(), (unsigned long long)lo,
-             (unsigned long long)hi);
-    return v;
-}
-
 Options parse(int argc, char** argv) {
     Options o;
     for (int i = 1; i < argc; ++i) {
@@ -162,15 +161,15 @@ Options parse(int argc, char** argv) {
             for (auto& s : split(val(), ',')) {
                 const auto kn = split(s, 'x');
                 LB_CHECK(kn.size() == 2, "--shapes: '%s' is not KxN", s.c_str());
-                o.shapes.push_back(
-                    {parse_u64(kn[0], "--shapes K", 1, 1 << 20), parse_u64(kn[1], "--shapes N", 1, 1 << 20)});
+                o.shapes.push_back({uint64_t(parse_int(kn[0], "--shapes K", 1, 1 << 20)),
+                                    uint64_t(parse_int(kn[1], "--shapes N", 1, 1 << 20))});
             }
         } else if (a == "--threads") {
-            o.threads = int(parse_u64(val(), "--threads", 1, 1024));
+            o.threads = int(parse_int(val(), "--threads", 1, 1024));
         } else if (a == "--reps") {
-            o.reps = int(parse_u64(val(), "--reps", 1, 100000));
+            o.reps = int(parse_int(val(), "--reps", 1, 100000));
         } else if (a == "--gemm-n") {
-            o.gemm_n = parse_u64(val(), "--gemm-n", 2, 8192);
+            o.gemm_n = uint64_t(parse_int(val(), "--gemm-n", 2, 8192));
         } else if (a == "--no-gemv") {
             o.gemv = false;
         } else if (a == "--no-gemm") {
@@ -303,15 +302,254 @@ int bench_kernels(int argc, char** argv) {
     return 0;
 }
 
+// ---- bench model ------------------------------------------------------------------------------
+struct ModelOptions {
+    std::string model_path, synthetic, preset, output_type = "f16", json_path;
+    uint64_t pp = 512, tg = 128;
+    int threads = 2;
+    int reps = 3;
+    double bw = 0;  // 0: measure
+};
+
+void model_usage() {
+    std::printf(
+        "usage: lowbit bench model (-m MODEL.lbf | --synthetic NAME --type PRESET) [options]\n"
+        "  -m, --model FILE     a .lbf model\n"
+        "  --synthetic NAME     a model of a real geometry with random weights: %s\n"
+        "  --type PRESET        block type of the 7 projections of a synthetic model (`bench kernels --list`);\n"
+        "                       token_embd and the norms are f32\n"
+        "  --output-type T      output.weight of a synthetic model: f16 (default), f32 or preset (the same preset)\n"
+        "  -p N                 prompt processing: one batch of N tokens (default 512; 0 skips pp)\n"
+        "  -n N                 text generation: N tokens decoded one at a time from an empty context\n"
+        "                       (default 128; 0 skips tg)\n"
+        "  -t, --threads T      threads (default 2)\n"
+        "  --reps R             repetitions of each test, median reported (default 3)\n"
+        "  --bw GBS             read bandwidth in GB/s to report against, instead of measuring it\n"
+        "  --json FILE          also write the results as JSON\n",
+        synthetic_geometry_names().c_str());
+}
+
+ModelOptions parse_model(int argc, char** argv) {
+    ModelOptions o;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto val = [&]() -> std::string {
+            LB_CHECK(i + 1 < argc, "option %s needs a value", a.c_str());
+            return argv[++i];
+        };
+        if (a == "-m" || a == "--model") {
+            o.model_path = val();
+        } else if (a == "--synthetic") {
+            o.synthetic = val();
+            LB_CHECK(find_synthetic_geometry(o.synthetic), "--synthetic: unknown geometry '%s' (available: %s)",
+                     o.synthetic.c_str(), synthetic_geometry_names().c_str());
+        } else if (a == "--type") {
+            o.preset = val();
+            LB_CHECK(find_preset(o.preset), "--type: unknown preset '%s' (see `lowbit bench kernels --list`)",
+                     o.preset.c_str());
+        } else if (a == "--output-type") {
+            o.output_type = val();
+            LB_CHECK(o.output_type == "f16" || o.output_type == "f32" || o.output_type == "preset",
+                     "--output-type: '%s', supported f16, f32, preset", o.output_type.c_str());
+        } else if (a == "-p") {
+            o.pp = uint64_t(parse_int(val(), "-p", 0, 16384));
+        } else if (a == "-n") {
+            o.tg = uint64_t(parse_int(val(), "-n", 0, 16384));
+        } else if (a == "-t" || a == "--threads") {
+            o.threads = int(parse_int(val(), a.c_str(), 1, 1024));
+        } else if (a == "--reps") {
+            o.reps = int(parse_int(val(), "--reps", 1, 1000));
+        } else if (a == "--bw") {
+            const std::string v = val();
+            char* end = nullptr;
+            o.bw = std::strtod(v.c_str(), &end);
+            LB_CHECK(!v.empty() && *end == 0 && o.bw > 0 && o.bw < 1e6, "--bw: '%s' is not a bandwidth in GB/s",
+                     v.c_str());
+        } else if (a == "--json") {
+            o.json_path = val();
+        } else if (a == "--help" || a == "-h") {
+            model_usage();
+            std::exit(0);
+        } else {
+            throw Error(strfmt("unknown option '%s' (see --help)", a.c_str()));
+        }
+    }
+    LB_CHECK(o.model_path.empty() != o.synthetic.empty(), "give either -m MODEL.lbf or --synthetic NAME (see --help)");
+    LB_CHECK(o.synthetic.empty() || !o.preset.empty(), "--synthetic %s needs --type PRESET", o.synthetic.c_str());
+    LB_CHECK(!o.synthetic.empty() || o.preset.empty(), "--type applies to --synthetic models only");
+    LB_CHECK(o.pp > 0 || o.tg > 0, "nothing to run: -p 0 and -n 0");
+    return o;
+}
+
+struct ModelBytes {
+    uint64_t weights = 0;    // every weight tensor of the model, once
+    uint64_t per_token = 0;  // weights read per decoded token: all but token_embd, of which one row
+};
+
+ModelBytes model_bytes(const LlamaModel& m) {
+    ModelBytes b;
+    const uint64_t emb = m.tok_embd.nbytes();
+    b.weights = emb + m.output_norm.nbytes() + (m.hp.tied_output ? 0 : m.output.w.nbytes());
+    for (const LlamaLayer& L : m.layers) {
+        b.weights += L.attn_norm.nbytes() + L.ffn_norm.nbytes();
+        for (const LlamaLinear* l : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down})
+            b.weights += l->w.nbytes();
+    }
+    // the classifier reads the whole output matrix (token_embd itself when tied); get_rows one row
+    b.per_token = b.weights - emb + emb / uint64_t(m.hp.n_vocab) + (m.hp.tied_output ? emb : 0);
+    return b;
+}
+
+// KV cache bytes read and written per decoded token, averaged over positions 0..n-1: the decoder
+// (models/llama.h) attends the smallest span 32, 64, ..., n_ctx holding pos + 1, and reads K and V
+// over the whole span; it writes one K row and one V column per layer.
+double kv_bytes_per_token(const KvCache& c, uint64_t n) {
+    const double row = double(c.kv_dim) * double(type_size(c.type)) * double(c.n_layer);  // all layers
+    double sum = 0;
+    for (uint64_t pos = 0; pos < n; ++pos) {
+        int64_t span = std::min<int64_t>(32, c.n_ctx);
+        while (span <= int64_t(pos) && span < c.n_ctx) span = std::min(2 * span, c.n_ctx);
+        sum += 2 * row * double(span) + 2 * row;
+    }
+    return n ? sum / double(n) : 0;
+}
+
+int bench_model(int argc, char** argv) {
+    const ModelOptions o = parse_model(argc, argv);
+    ThreadPool pool(o.threads);
+    const double bw = o.bw > 0 ? o.bw : measure_read_bw(pool);
+    std::unique_ptr<LlamaModel> m;
+    std::string name, desc;
+    const auto t_load = Clock::now();
+    if (!o.synthetic.empty()) {
+        const SyntheticGeometry& g = *find_synthetic_geometry(o.synthetic);
+        SyntheticOptions so;
+        so.preset = o.preset;
+        so.output_type = o.output_type;
+        so.threads = o.threads;
+        m = LlamaModel::from_checkpoint(synthetic_llama(g.hp, so));
+        name = strfmt("%s %s", g.name, o.preset.c_str());
+        desc = strfmt("synthetic %s (%s), random %s projections, token_embd and norms f32, output.weight %s", g.name,
+                      g.note, o.preset.c_str(), o.output_type == "preset" ? o.preset.c_str() : o.output_type.c_str());
+    } else {
+        m = LlamaModel::load_lbf(o.model_path);
+        name = o.model_path;
+        const size_t slash = name.find_last_of('/');
+        if (slash != std::string::npos) name = name.substr(slash + 1);
+        auto ty = [](const Tensor& t) { return describe(t.type, t.qp); };
+        desc = strfmt("%s: token_embd %s; blk.0.attn_q %s; blk.0.ffn_down %s; output %s", o.model_path.c_str(),
+                      ty(m->tok_embd).c_str(), ty(m->layers[0].wq.w).c_str(), ty(m->layers[0].ffn_down.w).c_str(),
+                      m->hp.tied_output ? "tied to token_embd" : ty(m->output.w).c_str());
+    }
+    const double load_s = seconds_since(t_load);
+    const LlamaHParams& hp = m->hp;
+    const ModelBytes mb = model_bytes(*m);
+    KvCache cache(hp, int64_t(std::max<uint64_t>({o.pp, o.tg, 1})));
+    const double kv_tok = kv_bytes_per_token(cache, o.tg);
+    const double bytes_tok = double(mb.per_token) + kv_tok;
+    const double ceiling = bw * 1e9 / bytes_tok;
+    const uint64_t l3 = l3_bytes();
+    Rng rng{11};
+    std::vector<int32_t> toks(std::max<uint64_t>(o.pp, o.tg));
+    for (auto& t : toks) t = int32_t(rng.next() % uint64_t(hp.n_vocab));
+
+    std::printf("# lowbit bench model\n\n%s\n", desc.c_str());
+    std::printf(
+        "n_embd %lld, n_ff %lld, %lld layers, %lld/%lld heads, vocab %lld; %d threads; ready in %.1f s\n"
+        "weights %.1f MiB; read per decoded token %.1f MiB (weights %.1f + KV cache %.2f, f16, averaged over "
+        "tg)\n"
+        "measured read bandwidth %.1f GB/s%s, L3 %.0f MiB%s -> decode ceiling %.1f tokens/s\n\n",
+        (long long)hp.n_embd, (long long)hp.n_ff, (long long)hp.n_layer, (long long)hp.n_head, (long long)hp.n_head_kv,
+        (long long)hp.n_vocab, o.threads, load_s, double(mb.weights) / (1 << 20), bytes_tok / (1 << 20),
+        double(mb.per_token) / (1 << 20), kv_tok / (1 << 20), bw, o.bw > 0 ? " (given)" : " (1 GiB buffer)",
+        double(l3) / (1 << 20),
+        l3 && bytes_tok < double(l3) ? " (the model fits in L3: tg can exceed the DRAM ceiling)" : "", ceiling);
+    std::printf("| model | test | tokens/s (median) | min..max | ms/token | of ceiling |\n|---|---|---|---|---|---|\n");
+    std::fflush(stdout);
+
+    struct Row {
+        std::string test;
+        double tps, frac, lo, hi;  // tokens/s: median, of the ceiling, slowest and fastest rep
+    };
+    std::vector<Row> rows;
+    auto add_row = [&](const std::string& test, uint64_t ntok, std::vector<double> t, bool tg) {
+        std::sort(t.begin(), t.end());
+        const double s = median(t), tps = double(ntok) / s;
+        rows.push_back({test, tps, tg ? tps / ceiling : 0, double(ntok) / t.back(), double(ntok) / t.front()});
+        std::printf("| %s | %s | %.2f | %.2f..%.2f | %.2f | %s |\n", name.c_str(), test.c_str(), tps, rows.back().lo,
+                    rows.back().hi, 1e3 * s / double(ntok), tg ? strfmt("%.0f%%", 100 * tps / ceiling).c_str() : "-");
+        std::fflush(stdout);
+    };
+    // warm-up: two decode steps touch every weight (mmap'd pages in, caches warm)
+    {
+        LlamaDecoder dec(*m, cache, o.threads);
+        dec.eval(toks[0], 0, pool);
+        if (cache.n_ctx > 1) dec.eval(toks[1 % toks.size()], 1, pool);
+    }
+    if (o.pp > 0) {
+        LlamaGraphOptions go;
+        go.n_tokens = int64_t(o.pp);
+        go.n_kv = int64_t(o.pp);
+        go.all_logits = false;
+        go.max_threads = o.threads;
+        LlamaGraph g(*m, cache, go);
+        std::vector<double> t;
+        for (int r = 0; r < o.reps; ++r) {
+            const auto t0 = Clock::now();
+            g.eval(toks.data(), 0, pool);
+            t.push_back(seconds_since(t0));
+        }
+        add_row(strfmt("pp%llu", (unsigned long long)o.pp), o.pp, t, false);
+    }
+    if (o.tg > 0) {
+        LlamaDecoder dec(*m, cache, o.threads);
+        std::vector<double> t;
+        for (int r = 0; r < o.reps; ++r) {
+            cache.clear();
+            const auto t0 = Clock::now();
+            for (uint64_t i = 0; i < o.tg; ++i) dec.eval(toks[i], int64_t(i), pool);
+            t.push_back(seconds_since(t0));
+        }
+        add_row(strfmt("tg%llu", (unsigned long long)o.tg), o.tg, t, true);
+    }
+    if (!o.json_path.empty()) {
+        FILE* f = std::fopen(o.json_path.c_str(), "w");
+        LB_CHECK(f, "--json: cannot write '%s'", o.json_path.c_str());
+        std::string esc;
+        for (char c : name) {
+            if (c == '"' || c == '\\') esc += '\\';
+            if (uint8_t(c) >= 0x20) esc += c;
+        }
+        std::fprintf(f,
+                     "{\n  \"model\": \"%s\", \"threads\": %d, \"reps\": %d, \"weight_bytes\": %llu,\n"
+                     "  \"bytes_per_token\": %.0f, \"kv_bytes_per_token\": %.0f, \"read_bw_gbs\": %.3f, "
+                     "\"decode_ceiling_tps\": %.3f,\n  \"results\": [\n",
+                     esc.c_str(), o.threads, o.reps, (unsigned long long)mb.weights, bytes_tok, kv_tok, bw, ceiling);
+        for (size_t i = 0; i < rows.size(); ++i)
+            std::fprintf(f,
+                         "    {\"test\": \"%s\", \"tokens_per_s\": %.4f, \"tokens_per_s_min\": %.4f, "
+                         "\"tokens_per_s_max\": %.4f, \"ceiling_fraction\": %.4f}%s\n",
+                         rows[i].test.c_str(), rows[i].tps, rows[i].lo, rows[i].hi, rows[i].frac,
+                         i + 1 < rows.size() ? "," : "");
+        std::fprintf(f, "  ]\n}\n");
+        std::fclose(f);
+    }
+    return 0;
+}
+
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
     if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
-        std::printf("usage: lowbit bench kernels [options]   (per block type GEMV/GEMM; --help for options)\n");
+        std::printf(
+            "usage: lowbit bench kernels [options]   (per block type GEMV/GEMM)\n"
+            "       lowbit bench model [options]     (whole-model pp/tg tokens/s)\n"
+            "`lowbit bench kernels --help`, `lowbit bench model --help` list the options\n");
         return argc < 2 ? 2 : 0;
     }
     if (!std::strcmp(argv[1], "kernels")) return bench_kernels(argc - 1, argv + 1);
-    std::fprintf(stderr, "lowbit bench: unknown benchmark '%s' (available: kernels)\n", argv[1]);
+    if (!std::strcmp(argv[1], "model")) return bench_model(argc - 1, argv + 1);
+    std::fprintf(stderr, "lowbit bench: unknown benchmark '%s' (available: kernels, model)\n", argv[1]);
     return 2;
 }
 

@@ -4,8 +4,9 @@
 set -euo pipefail
 pkgs=(build-essential cmake doctest-dev python3 python3-pip)
 if [ "${1:-}" = "--test" ]; then
-  # tests: NEON kernels cross-built and run under qemu-user; libFuzzer from clang
-  pkgs+=(g++-aarch64-linux-gnu qemu-user clang libclang-rt-14-dev)
+  # tests: NEON kernels cross-built and run under qemu-user; libFuzzer from clang; libsentencepiece
+  # (the tokenizer test oracle)
+  pkgs+=(g++-aarch64-linux-gnu qemu-user clang libclang-rt-14-dev libsentencepiece-dev)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

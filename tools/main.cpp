@@ -17,7 +17,7 @@ struct Command {
 const Command kCommands[] = {
     {"check", lb::cmd_check, "verify a .lbf file: structure and per-tensor checksums"},
     {"convert", lb::cmd_convert, "GGUF or llama2.c model -> .lbf (weights, config, tokenizer)"},
-    {"bench", lb::cmd_bench, "benchmarks: `bench kernels` (per block type GEMV/GEMM)"},
+    {"bench", lb::cmd_bench, "benchmarks: `bench kernels` (per block type GEMV/GEMM), `bench model` (pp/tg tokens/s)"},
     {"run", lb::cmd_run, "generate text from a .lbf model: -p PROMPT, or --chat"},
     {"perplexity", lb::cmd_perplexity, "perplexity of a .lbf model on a text; KL divergence against saved logits"},
 };
