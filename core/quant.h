@@ -10,6 +10,7 @@
 //                 must equal it to float rounding.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "core/types.h"
@@ -51,6 +52,40 @@ float decode_field_ref(const uint8_t* row, const uint8_t* tab, uint32_t fbits, c
 // True when f16(f16(c - tz) * ts) == (c - tz) * ts for every code c in 0..255 (tz an integer of
 // magnitude <= 1792, ts a power of two in [2^-14, 16]): decoders may then skip both roundings.
 bool second_level_exact(float ts, float tz);
+// Calls fn(std::integral_constant<uint32_t, F>{}) for a meta field width F in 1..8, so that the
+// ISA decoders instantiate their code readers per width; false for any other width.
+template <class Fn>
+bool with_field_bits(uint32_t fbits, Fn&& fn) {
+    switch (fbits) {
+        case 1:
+            fn(std::integral_constant<uint32_t, 1>{});
+            return true;
+        case 2:
+            fn(std::integral_constant<uint32_t, 2>{});
+            return true;
+        case 3:
+            fn(std::integral_constant<uint32_t, 3>{});
+            return true;
+        case 4:
+            fn(std::integral_constant<uint32_t, 4>{});
+            return true;
+        case 5:
+            fn(std::integral_constant<uint32_t, 5>{});
+            return true;
+        case 6:
+            fn(std::integral_constant<uint32_t, 6>{});
+            return true;
+        case 7:
+            fn(std::integral_constant<uint32_t, 7>{});
+            return true;
+        case 8:
+            fn(std::integral_constant<uint32_t, 8>{});
+            return true;
+        default:
+            return false;
+    }
+}
+
 // pointers of one meta row
 struct MetaRow {
     const uint8_t *srow, *zrow, *stab, *ztab;

@@ -361,34 +361,8 @@ uint64_t decode_field16(const uint8_t* row, const uint8_t* tab, uint32_t fbits, 
         return c16;
     }
     if (map.cstride > 1) return 0;  // strided entries: left to the reference
-    switch (fbits) {
-        case 1:
-            decode_codes16<1>(row, tab, map, mrow, c16, out);
-            break;
-        case 2:
-            decode_codes16<2>(row, tab, map, mrow, c16, out);
-            break;
-        case 3:
-            decode_codes16<3>(row, tab, map, mrow, c16, out);
-            break;
-        case 4:
-            decode_codes16<4>(row, tab, map, mrow, c16, out);
-            break;
-        case 5:
-            decode_codes16<5>(row, tab, map, mrow, c16, out);
-            break;
-        case 6:
-            decode_codes16<6>(row, tab, map, mrow, c16, out);
-            break;
-        case 7:
-            decode_codes16<7>(row, tab, map, mrow, c16, out);
-            break;
-        case 8:
-            decode_codes16<8>(row, tab, map, mrow, c16, out);
-            break;
-        default:
-            return 0;
-    }
+    if (!with_field_bits(fbits, [&](auto f) { decode_codes16<decltype(f)::value>(row, tab, map, mrow, c16, out); }))
+        return 0;
     return c16;
 }
 

@@ -320,34 +320,8 @@ uint64_t decode_field8(const uint8_t* row, const uint8_t* tab, uint32_t fbits, c
         return c8;
     }
     if (map.cstride > 1) return 0;  // strided entries: left to the reference
-    switch (fbits) {
-        case 1:
-            decode_codes8<1>(row, tab, map, mrow, c8, out);
-            break;
-        case 2:
-            decode_codes8<2>(row, tab, map, mrow, c8, out);
-            break;
-        case 3:
-            decode_codes8<3>(row, tab, map, mrow, c8, out);
-            break;
-        case 4:
-            decode_codes8<4>(row, tab, map, mrow, c8, out);
-            break;
-        case 5:
-            decode_codes8<5>(row, tab, map, mrow, c8, out);
-            break;
-        case 6:
-            decode_codes8<6>(row, tab, map, mrow, c8, out);
-            break;
-        case 7:
-            decode_codes8<7>(row, tab, map, mrow, c8, out);
-            break;
-        case 8:
-            decode_codes8<8>(row, tab, map, mrow, c8, out);
-            break;
-        default:
-            return 0;
-    }
+    if (!with_field_bits(fbits, [&](auto f) { decode_codes8<decltype(f)::value>(row, tab, map, mrow, c8, out); }))
+        return 0;
     return c8;
 }
 
