@@ -46,7 +46,6 @@ struct Options {
     int threads = 0;
 };
 
-
 // returns false if --help was printed
 bool parse(int argc, char** argv, Options& o) {
     for (int i = 1; i < argc; ++i) {
@@ -162,14 +161,6 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int cmd_perplexity(int argc, char** argv) {
-    try {
-        return run(argc, argv);
-    } catch (const std::exception& e) {
-        std::fflush(stdout);
-        std::fprintf(stderr, "lowbit perplexity: error: %s\n", e.what());
-        return 1;
-    }
-}
+int cmd_perplexity(int argc, char** argv) { return report_errors("perplexity", run, argc, argv); }
 
 }  // namespace lb

@@ -72,8 +72,6 @@ struct Options {
     std::vector<std::string> stops;
 };
 
-
-
 // returns false if --help was printed
 bool parse(int argc, char** argv, Options& o) {
     for (int i = 1; i < argc; ++i) {
@@ -403,14 +401,6 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int cmd_run(int argc, char** argv) {
-    try {
-        return run(argc, argv);
-    } catch (const std::exception& e) {
-        std::fflush(stdout);
-        std::fprintf(stderr, "lowbit run: error: %s\n", e.what());
-        return 1;
-    }
-}
+int cmd_run(int argc, char** argv) { return report_errors("run", run, argc, argv); }
 
 }  // namespace lb

@@ -1,7 +1,6 @@
 // main.cpp: the `lowbit` command line: dispatches to one subcommand per job.
 #include <cstdio>
 #include <cstring>
-#include <exception>
 
 #include "core/error.h"
 #include "tools/commands.h"
@@ -41,12 +40,7 @@ int main(int argc, char** argv) {
     }
     for (const auto& c : kCommands) {
         if (std::strcmp(argv[1], c.name) != 0) continue;
-        try {
-            return c.fn(argc - 1, argv + 1);
-        } catch (const std::exception& e) {
-            std::fprintf(stderr, "lowbit %s: error: %s\n", c.name, e.what());
-            return 1;
-        }
+        return lb::report_errors(c.name, c.fn, argc - 1, argv + 1);
     }
     std::fprintf(stderr, "lowbit: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
