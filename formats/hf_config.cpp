@@ -38,6 +38,27 @@ bool is_file(const std::string& path) {
 }
 
 json parse_json(const std::string& text, const std::string& origin) {
+    // nlohmann-json parses iteratively but dumps and destroys recursively: bound the nesting
+    // (real config / tokenizer files nest about 6 deep) so that hostile input cannot overflow the stack
+    constexpr int kMaxDepth = 64;
+    int depth = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < text.size(); i++) {
+        const char ch = text[i];
+        if (in_string) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                in_string = false;
+        } else if (ch == '"') {
+            in_string = true;
+        } else if (ch == '[' || ch == '{') {
+            LB_CHECK(++depth <= kMaxDepth, "%s: not valid JSON: nested deeper than %d levels at byte %zu",
+                     origin.c_str(), kMaxDepth, i);
+        } else if (ch == ']' || ch == '}') {
+            depth--;
+        }
+    }
     try {
         return json::parse(text);
     } catch (const json::exception& e) {

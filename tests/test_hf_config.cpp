@@ -247,6 +247,11 @@ TEST_CASE("config.json: rope scaling, transformers 5 keys, no model_type, read f
     old["hidden_size"] = 64.0;  // an integral float is an integer
     CHECK(hf_llama_hparams(old.dump(), "c").n_embd == 64);
 
+    const HfConfig sm = read_hf_config(kFix + "smollm2");  // the committed copy of SmolLM2's config.json
+    CHECK(sm.hp.tied_output);
+    CHECK(sm.hp.n_vocab == 49152);
+    CHECK(sm.torch_dtype == "bfloat16");
+
     TempDir d;
     write_file(d.file("config.json"), kTinyLlama);
     CHECK(read_hf_config(d.path).hp.n_head_kv == 4);
@@ -478,6 +483,11 @@ TEST_CASE("tokenizer.json: malformed or unsupported input is an error naming fil
     check_throws([] { hf_tokenizer_json_data("{\"model\": ", "X/tokenizer.json"); },
                  "X/tokenizer.json: not valid JSON");
     check_throws([] { hf_tokenizer_json_data("42", "X/tokenizer.json"); }, "expected a JSON object, found number");
+    // deep nesting is refused before nlohmann's recursive dump / destructor could overflow the stack
+    check_throws([] { hf_tokenizer_json_data(std::string(100000, '[') + std::string(100000, ']'), "X/t.json"); },
+                 "X/t.json: not valid JSON: nested deeper than 64 levels");
+    check_throws([] { hf_llama_hparams("{\"a\": \"[[[[\\\"\", \"b\": " + std::string(65, '[') + "}", "c.json"); },
+                 "c.json: not valid JSON: nested deeper than 64 levels at byte 84");
     json j = good;
     j["model"]["type"] = "WordPiece";
     err(j, "model.type 'WordPiece' is not supported (supported: BPE)");
@@ -506,7 +516,11 @@ TEST_CASE("tokenizer.json: malformed or unsupported input is an error naming fil
     j["model"]["merges"] = json::array({json::array({"a"})});
     err(j, "is neither 'left right' nor");
     j = good;
-    j["model"]["vocab"]["Ġnew"] = 100000;  // a gap
+    j["model"]["vocab"]["Ġnew"] = 100000;  // a gap, beyond the number of entries
+    err(j, "token 'Ġnew' has id 100000, expected 0..");
+    j = good;
+    j["model"]["vocab"].erase("Ġthe");  // a gap inside
+    j["model"]["vocab"]["Ġnew"] = good["model"]["vocab"].size();
     err(j, "no token has id");
     j = good;
     j["model"]["vocab"]["Ġdup"] = 20;  // id 20 twice
