@@ -437,6 +437,45 @@ TEST_CASE("tokenizer.json: LLaMA-2 as LlamaTokenizerFast writes it (byte-fallbac
     }
 }
 
+TEST_CASE("tokenizer.json: Llama 3 as transformers converts it (Split regex, ignore_merges; reduced)") {
+    const TokenizerData d = hf_tokenizer_json_data(read_all(kFix + "llama3/tokenizer.json"), "llama3/tokenizer.json");
+    CHECK(d.kind == "bpe");
+    CHECK(d.pretokenizer == "llama3");
+    CHECK(d.merges.empty());  // ignore_merges: rank by id, whole words first
+    REQUIRE(d.bos >= 0);
+    CHECK(d.tokens[size_t(d.bos)] == "<|begin_of_text|>");  // the post_processor's template
+    CHECK(d.add_bos);
+    const Tokenizer t = Tokenizer::from_data(d);
+    const json e = expected("llama3");
+    const Ids id_map = e["id_map"].get<Ids>();
+    const std::vector<Case> cpp = [] {  // llama.cpp's llama-bpe vectors: the first 46 strings
+        std::vector<Case> v = gpt2_vectors();
+        std::istringstream lines(read_all(kShared + "llama.cpp-vocab/ggml-vocab-llama-bpe.gguf.out"));
+        std::string line;
+        for (Case& c : v) {
+            REQUIRE(std::getline(lines, line));
+            std::istringstream ids(line);
+            c.ids.clear();
+            for (int32_t id; ids >> id;) c.ids.push_back(id);
+        }
+        return v;
+    }();
+    REQUIRE(e["strings"].size() == 46 + 15);
+    for (size_t i = 0; i < e["strings"].size(); i++) {
+        const std::string s = e["strings"][i].get<std::string>();
+        CAPTURE(s);
+        const Ids got = t.encode(s, false, true);
+        CHECK(got == e["ids"][i].get<Ids>());
+        Ids full;
+        for (int32_t id : got) full.push_back(id_map[size_t(id)]);
+        CHECK(full == e["full_ids"][i].get<Ids>());
+        if (i < 46) {
+            CHECK(s == cpp[i].text);
+            CHECK(full == cpp[i].ids);
+        }
+    }
+}
+
 TEST_CASE("tokenizer.json: merges as strings and as pairs; Metaspace form; ignore_merges") {
     // a toy byte-level BPE: a b c, merges "a b" then "ab c"
     auto toy = [](const json& merges) {
