@@ -610,8 +610,9 @@ TEST_CASE("tokenizer.json: malformed or unsupported input is an error naming fil
 
 TEST_CASE("load_hf_tokenizer: tokenizer.model, added tokens, precedence of the special-token files") {
     TempDir d;
-    // no tokenizer files: no data, not an error
+    // no tokenizer files: no data, not an error; no directory: an error
     CHECK(!load_hf_tokenizer(d.path).data);
+    check_throws([&] { load_hf_tokenizer(d.file("missing")); }, "missing: not a directory");
     write_file(d.file("tokenizer.model"), read_all(kShared + "llama2-tokenizer/tokenizer.model"));
     {
         const HfTokenizer h = load_hf_tokenizer(d.path);
@@ -621,6 +622,20 @@ TEST_CASE("load_hf_tokenizer: tokenizer.model, added tokens, precedence of the s
         CHECK(h.data->eos == 2);
         CHECK(h.data->add_bos);
     }
+    // LLaMA-1 era files (the first transformers conversion, reused by GreenBit's LLaMA-1 repos):
+    // empty token names and an empty special_tokens_map.json
+    write_file(d.file("tokenizer_config.json"),
+               R"({"bos_token": "", "eos_token": "", "model_max_length": 1000000000000000019884624838656,
+                   "tokenizer_class": "LLaMATokenizer", "unk_token": ""})");
+    write_file(d.file("special_tokens_map.json"), "{}");
+    {
+        const HfTokenizer h = load_hf_tokenizer(d.path);
+        REQUIRE(h.data);
+        CHECK(h.data->bos == 1);
+        CHECK(h.data->eos == 2);
+        CHECK(h.data->unk == 0);
+    }
+    std::remove(d.file("special_tokens_map.json").c_str());
     // generation_config.json only fills what the vocabulary leaves open; tokenizer_config.json
     // names tokens (AddedToken objects too), adds chat tokens and sets add_bos;
     // special_tokens_map.json wins over it
