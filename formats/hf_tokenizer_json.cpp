@@ -223,7 +223,6 @@ TokenizerData hf_tokenizer_json_data(const std::string& text, const std::string&
                  origin.c_str(), it.key().c_str(), it.value().type_name());
         put(it.value().get<int64_t>(), it.key(), int32_t(TokenType::normal), "model.vocab");
     }
-    const size_t n_model = tokens.size();
     if (added && !added->is_null()) {
         LB_CHECK(added->is_array(), "%s: key 'added_tokens': expected a list, found %s", origin.c_str(),
                  added->type_name());
@@ -244,7 +243,6 @@ TokenizerData hf_tokenizer_json_data(const std::string& text, const std::string&
     for (size_t i = 0; i < tokens.size(); i++)
         LB_CHECK(have[i], "%s: no token has id %zu (model.vocab and added_tokens must cover 0..%zu)", origin.c_str(), i,
                  tokens.size() - 1);
-    (void)n_model;
 
     std::unordered_map<std::string_view, int32_t> id_of;
     id_of.reserve(tokens.size());
