@@ -38,6 +38,27 @@ bool is_file(const std::string& path) {
 }
 
 json parse_json(const std::string& text, const std::string& origin) {
+    // nlohmann-json parses iteratively but dumps and destroys recursively: bound the nesting
+    // (real config / tokenizer files nest about 6 deep) so that hostile input cannot overflow the stack
+    constexpr int kMaxDepth = 64;
+    int depth = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < text.size(); i++) {
+        const char ch = text[i];
+        if (in_string) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                in_string = false;
+        } else if (ch == '"') {
+            in_string = true;
+        } else if (ch == '[' || ch == '{') {
+            LB_CHECK(++depth <= kMaxDepth, "%s: not valid JSON: nested deeper than %d levels at byte %zu",
+                     origin.c_str(), kMaxDepth, i);
+        } else if (ch == ']' || ch == '}') {
+            depth--;
+        }
+    }
     try {
         return json::parse(text);
     } catch (const json::exception& e) {
@@ -223,11 +244,14 @@ LlamaHParams hf_llama_hparams(const std::string& text, const std::string& origin
 
 namespace {
 
-// "<s>" or {"content": "<s>", ...} (AddedToken, also with "__type"); nullopt for null / absent
+// "<s>" or {"content": "<s>", ...} (AddedToken, also with "__type"); nullopt for null / absent /
 std::optional<std::string> token_name(const json& obj, const char* key, const std::string& origin) {
     const json* v = member(obj, key);
     if (!v || v->is_null()) return std::nullopt;
-    if (v->is_string()) return v->get<std::string>();
+    if (v->is_string()) {  // "" (LLaMA-1 era tokenizer_config.json files say bos_token "") = not given
+        if (v->get_ref<const std::string&>().empty()) return std::nullopt;
+        return v->get<std::string>();
+    }
     LB_CHECK(v->is_object() && member(*v, "content") && (*member(*v, "content")).is_string(),
              "%s: key '%s': expected a token string or an object with a string 'content', found %s", origin.c_str(),
              key, v->dump().substr(0, 60).c_str());
@@ -292,6 +316,8 @@ bool looks_like_tiktoken(const std::string& bytes) {
 }  // namespace
 
 HfTokenizer load_hf_tokenizer(const std::string& dir) {
+    struct stat st;
+    LB_CHECK(::stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode), "%s: not a directory", dir.c_str());
     HfTokenizer out;
     std::vector<std::string> used;
     auto path = [&](const char* name) { return dir + "/" + name; };

@@ -41,7 +41,7 @@
 // (special_tokens_map.json over tokenizer_config.json is transformers' own order. config.json's
 // bos/eos_token_id are never read: LLaMA-1 era configs carry wrong ones, e.g. bos 0 = <unk>.)
 // A token named by string ("<s>") or by an AddedToken object ({"content": "<s>", ...}) must be a
-// token of the vocabulary; null leaves the id to the next source.
+// token of the vocabulary; null or "" (LLaMA-1 era files) leaves the id to the next source.
 // add_bos: tokenizer_config.json "add_bos_token" if present; else the vocabulary's default
 // (SentencePiece and Llama 3: true; tokenizer.json: whether its TemplateProcessing post_processor
 // starts with a special token).

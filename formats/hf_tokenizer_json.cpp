@@ -2,6 +2,7 @@
 // the two BPE families lowbit implements (byte-level BPE and SentencePiece-style BPE with byte
 // fallback). The rules, and why the SentencePiece scores are what they are, are in
 // formats/hf_config.h (hf_tokenizer_json_data).
+#include <algorithm>
 #include <string_view>
 #include <unordered_map>
 
@@ -193,7 +194,11 @@ TokenizerData hf_tokenizer_json_data(const std::string& text, const std::string&
     LB_CHECK(vocab, "%s: key 'model.vocab' is missing", origin.c_str());
     LB_CHECK(vocab->is_object(), "%s: key 'model.vocab': expected an object {token: id}, found %s", origin.c_str(),
              vocab->type_name());
-    constexpr int64_t kMaxId = int64_t(1) << 24;
+    // ids are 0..n-1 with n at most the number of entries (vocab + added_tokens, which may repeat
+    // vocab entries): a larger id is an error before anything is allocated for it
+    const json* added = member(root, "added_tokens");
+    const int64_t kMaxId =
+        std::min<int64_t>(int64_t(1) << 24, int64_t(vocab->size() + (added && added->is_array() ? added->size() : 0)));
     std::vector<std::string> tokens;
     std::vector<char> have;
     std::vector<int32_t> types;
@@ -218,8 +223,7 @@ TokenizerData hf_tokenizer_json_data(const std::string& text, const std::string&
                  origin.c_str(), it.key().c_str(), it.value().type_name());
         put(it.value().get<int64_t>(), it.key(), int32_t(TokenType::normal), "model.vocab");
     }
-    const size_t n_model = tokens.size();
-    if (const json* added = member(root, "added_tokens"); added && !added->is_null()) {
+    if (added && !added->is_null()) {
         LB_CHECK(added->is_array(), "%s: key 'added_tokens': expected a list, found %s", origin.c_str(),
                  added->type_name());
         for (size_t i = 0; i < added->size(); i++) {
@@ -239,7 +243,6 @@ TokenizerData hf_tokenizer_json_data(const std::string& text, const std::string&
     for (size_t i = 0; i < tokens.size(); i++)
         LB_CHECK(have[i], "%s: no token has id %zu (model.vocab and added_tokens must cover 0..%zu)", origin.c_str(), i,
                  tokens.size() - 1);
-    (void)n_model;
 
     std::unordered_map<std::string_view, int32_t> id_of;
     id_of.reserve(tokens.size());

@@ -247,6 +247,11 @@ TEST_CASE("config.json: rope scaling, transformers 5 keys, no model_type, read f
     old["hidden_size"] = 64.0;  // an integral float is an integer
     CHECK(hf_llama_hparams(old.dump(), "c").n_embd == 64);
 
+    const HfConfig sm = read_hf_config(kFix + "smollm2");  // the committed copy of SmolLM2's config.json
+    CHECK(sm.hp.tied_output);
+    CHECK(sm.hp.n_vocab == 49152);
+    CHECK(sm.torch_dtype == "bfloat16");
+
     TempDir d;
     write_file(d.file("config.json"), kTinyLlama);
     CHECK(read_hf_config(d.path).hp.n_head_kv == 4);
@@ -432,6 +437,45 @@ TEST_CASE("tokenizer.json: LLaMA-2 as LlamaTokenizerFast writes it (byte-fallbac
     }
 }
 
+TEST_CASE("tokenizer.json: Llama 3 as transformers converts it (Split regex, ignore_merges; reduced)") {
+    const TokenizerData d = hf_tokenizer_json_data(read_all(kFix + "llama3/tokenizer.json"), "llama3/tokenizer.json");
+    CHECK(d.kind == "bpe");
+    CHECK(d.pretokenizer == "llama3");
+    CHECK(d.merges.empty());  // ignore_merges: rank by id, whole words first
+    REQUIRE(d.bos >= 0);
+    CHECK(d.tokens[size_t(d.bos)] == "<|begin_of_text|>");  // the post_processor's template
+    CHECK(d.add_bos);
+    const Tokenizer t = Tokenizer::from_data(d);
+    const json e = expected("llama3");
+    const Ids id_map = e["id_map"].get<Ids>();
+    const std::vector<Case> cpp = [] {  // llama.cpp's llama-bpe vectors: the first 46 strings
+        std::vector<Case> v = gpt2_vectors();
+        std::istringstream lines(read_all(kShared + "llama.cpp-vocab/ggml-vocab-llama-bpe.gguf.out"));
+        std::string line;
+        for (Case& c : v) {
+            REQUIRE(std::getline(lines, line));
+            std::istringstream ids(line);
+            c.ids.clear();
+            for (int32_t id; ids >> id;) c.ids.push_back(id);
+        }
+        return v;
+    }();
+    REQUIRE(e["strings"].size() == 46 + 15);
+    for (size_t i = 0; i < e["strings"].size(); i++) {
+        const std::string s = e["strings"][i].get<std::string>();
+        CAPTURE(s);
+        const Ids got = t.encode(s, false, true);
+        CHECK(got == e["ids"][i].get<Ids>());
+        Ids full;
+        for (int32_t id : got) full.push_back(id_map[size_t(id)]);
+        CHECK(full == e["full_ids"][i].get<Ids>());
+        if (i < 46) {
+            CHECK(s == cpp[i].text);
+            CHECK(full == cpp[i].ids);
+        }
+    }
+}
+
 TEST_CASE("tokenizer.json: merges as strings and as pairs; Metaspace form; ignore_merges") {
     // a toy byte-level BPE: a b c, merges "a b" then "ab c"
     auto toy = [](const json& merges) {
@@ -478,6 +522,11 @@ TEST_CASE("tokenizer.json: malformed or unsupported input is an error naming fil
     check_throws([] { hf_tokenizer_json_data("{\"model\": ", "X/tokenizer.json"); },
                  "X/tokenizer.json: not valid JSON");
     check_throws([] { hf_tokenizer_json_data("42", "X/tokenizer.json"); }, "expected a JSON object, found number");
+    // deep nesting is refused before nlohmann's recursive dump / destructor could overflow the stack
+    check_throws([] { hf_tokenizer_json_data(std::string(100000, '[') + std::string(100000, ']'), "X/t.json"); },
+                 "X/t.json: not valid JSON: nested deeper than 64 levels");
+    check_throws([] { hf_llama_hparams("{\"a\": \"[[[[\\\"\", \"b\": " + std::string(65, '[') + "}", "c.json"); },
+                 "c.json: not valid JSON: nested deeper than 64 levels at byte 84");
     json j = good;
     j["model"]["type"] = "WordPiece";
     err(j, "model.type 'WordPiece' is not supported (supported: BPE)");
@@ -506,7 +555,11 @@ TEST_CASE("tokenizer.json: malformed or unsupported input is an error naming fil
     j["model"]["merges"] = json::array({json::array({"a"})});
     err(j, "is neither 'left right' nor");
     j = good;
-    j["model"]["vocab"]["Ġnew"] = 100000;  // a gap
+    j["model"]["vocab"]["Ġnew"] = 100000;  // a gap, beyond the number of entries
+    err(j, "token 'Ġnew' has id 100000, expected 0..");
+    j = good;
+    j["model"]["vocab"].erase("Ġthe");  // a gap inside
+    j["model"]["vocab"]["Ġnew"] = good["model"]["vocab"].size();
     err(j, "no token has id");
     j = good;
     j["model"]["vocab"]["Ġdup"] = 20;  // id 20 twice
@@ -557,8 +610,9 @@ TEST_CASE("tokenizer.json: malformed or unsupported input is an error naming fil
 
 TEST_CASE("load_hf_tokenizer: tokenizer.model, added tokens, precedence of the special-token files") {
     TempDir d;
-    // no tokenizer files: no data, not an error
+    // no tokenizer files: no data, not an error; no directory: an error
     CHECK(!load_hf_tokenizer(d.path).data);
+    check_throws([&] { load_hf_tokenizer(d.file("missing")); }, "missing: not a directory");
     write_file(d.file("tokenizer.model"), read_all(kShared + "llama2-tokenizer/tokenizer.model"));
     {
         const HfTokenizer h = load_hf_tokenizer(d.path);
@@ -568,6 +622,20 @@ TEST_CASE("load_hf_tokenizer: tokenizer.model, added tokens, precedence of the s
         CHECK(h.data->eos == 2);
         CHECK(h.data->add_bos);
     }
+    // LLaMA-1 era files (the first transformers conversion, reused by GreenBit's LLaMA-1 repos):
+    // empty token names and an empty special_tokens_map.json
+    write_file(d.file("tokenizer_config.json"),
+               R"({"bos_token": "", "eos_token": "", "model_max_length": 1000000000000000019884624838656,
+                   "tokenizer_class": "LLaMATokenizer", "unk_token": ""})");
+    write_file(d.file("special_tokens_map.json"), "{}");
+    {
+        const HfTokenizer h = load_hf_tokenizer(d.path);
+        REQUIRE(h.data);
+        CHECK(h.data->bos == 1);
+        CHECK(h.data->eos == 2);
+        CHECK(h.data->unk == 0);
+    }
+    std::remove(d.file("special_tokens_map.json").c_str());
     // generation_config.json only fills what the vocabulary leaves open; tokenizer_config.json
     // names tokens (AddedToken objects too), adds chat tokens and sets add_bos;
     // special_tokens_map.json wins over it
