@@ -493,7 +493,7 @@ TEST_CASE("pickle: unknown and unsupported opcodes name themselves and their off
     p.op('N').op(0xff);
     CHECK(error_of([&] { parse(p.b); }) == "test.pkl: pickle byte 3 (opcode 0xff): unpickler: unknown opcode 0xff");
     const std::pair<uint8_t, const char*> unsupported[] = {
-        {'b', "BUILD"},  {'i', "INST"},         {'o', "OBJ"},        {0x81, "NEWOBJ"}, {'0', "POP"},
+        {'2', "DUP"},    {'i', "INST"},         {'o', "OBJ"},        {0x81, "NEWOBJ"}, {'0', "POP"},
         {'I', "INT"},    {0x8b, "LONG4"},       {'d', "DICT"},       {'P', "PERSID"},  {0x82, "EXT1"},
         {'S', "STRING"}, {0x97, "NEXT_BUFFER"}, {0x8f, "EMPTY_SET"},
     };
@@ -617,6 +617,35 @@ TEST_CASE("pickle: malformed structure and limits") {
         Pickle p;  // a GLOBAL line without its newline
         p.op('c').raw(std::string(300, 'a'));
         CHECK(err(p).find("not ended by a newline") != std::string::npos);
+    }
+}
+
+TEST_CASE("pickle: BUILD sets a dict's attributes (nn.Module.state_dict()'s _metadata) and nothing else") {
+    auto err = [](Pickle& p) { return error_of([&] { parse(p.stop()); }); };
+    {
+        Pickle p;  // OrderedDict() + items + BUILD({'_metadata': OrderedDict({'': {'version': 1}})})
+        p.global("collections", "OrderedDict").put(0).op(')').op('R').str("w").integer(1).op('s');
+        p.op('}').str("_metadata").get(0).op(')').op('R').str("").op('}').str("version").integer(1).op('s').op('s');
+        p.op('s').op('b');
+        const PyRef d = parse(p.stop());
+        CHECK(d->at("w").as_int() == 1);
+        REQUIRE(d->as_dict().attributes());
+        CHECK(d->as_dict().attributes()->at("_metadata").at("").at("version").as_int() == 1);
+    }
+    {
+        Pickle p;
+        p.op(']').op('}').op('b');
+        CHECK(err(p).find("BUILD of a list with a dict state: only dict attributes") != std::string::npos);
+    }
+    {
+        Pickle p;  // d = {}; d.__dict__ = {'self': d}: a cycle
+        p.op('}').put(0).op('}').str("self").get(0).op('s').op('b');
+        CHECK(err(p).find("changes after it was put inside another value") != std::string::npos);
+    }
+    {
+        Pickle p;
+        p.op('}').op('}').op('b').op('}').op('b');
+        CHECK(err(p).find("BUILD twice on one dict") != std::string::npos);
     }
 }
 
@@ -813,7 +842,7 @@ TEST_CASE("torch zip: the root folder comes from the first entry, unknown entrie
 }
 
 TEST_CASE("torch zip: real torch.save files match expected.json") {
-    for (const std::string name : {"state_dict.pt", "qmodel.pt", "renamed.bin"}) {
+    for (const std::string name : {"state_dict.pt", "qmodel.pt", "renamed.bin", "module_state_dict.pt"}) {
         INFO(name);
         const json& want = expected()[name];
         const auto f = TorchFile::open(kFix + name);
@@ -826,6 +855,17 @@ TEST_CASE("torch zip: real torch.save files match expected.json") {
             check_tensor(tname, *flat[tname], tw);
         }
     }
+}
+
+TEST_CASE("torch zip: nn.Module.state_dict() keeps its _metadata as an attribute of the root dict") {
+    const auto f = TorchFile::open(kFix + "module_state_dict.pt");
+    const PyDict& d = f->root().as_dict();
+    CHECK(d.ordered());
+    CHECK(d.str_keys() == std::vector<std::string>{"0.weight", "0.bias", "1.weight", "1.bias"});
+    REQUIRE(d.attributes());
+    const PyObj& meta = d.attributes()->at("_metadata");
+    CHECK(meta.at("").at("version").as_int() == 1);
+    CHECK(meta.at("1").at("version").as_int() == 1);
 }
 
 TEST_CASE("torch zip: state_dict.pt shares storages and copies only strided views") {
@@ -982,6 +1022,7 @@ TEST_CASE("tensor store: finds the weights of each fixture directory and file") 
         {kFix + "bin_sharded/pytorch_model.bin.index.json", "bin_sharded", "torch zip, 2 shards, 4 tensors"},
         {kFix + "st_single/model.safetensors", "st_single", "safetensors, 1 file, 13 tensors"},
         {kFix + "state_dict.pt", "state_dict.pt", "torch zip, 1 file, 19 tensors"},
+        {kFix + "module_state_dict.pt", "module_state_dict.pt", "torch zip, 1 file, 4 tensors"},
     };
     for (const Case& c : cases) {
         INFO(c.path);
