@@ -1077,7 +1077,14 @@ TEST_CASE("tensor store: search order and shard index errors") {
         has(error_of([&] { TensorStore::open(d.dir.string()); }), ": no weights found (looked for");
         has(error_of([&] { TensorStore::open(d.file("missing")); }), "no such file or directory");
         write_text(d.file("x.bin"), "not a checkpoint");
-        has(error_of([&] { TensorStore::open(d.file("x.bin")); }), "not a torch.save file");
+        has(error_of([&] { TensorStore::open(d.file("x.bin")); }),
+            "x.bin: not a weight file this reader knows (neither a torch.save zip nor safetensors)");
+        write_file(d.file("weights.bin"), read_file(kFix + "st_single/model.safetensors"));  // by content
+        CHECK(TensorStore::open(d.file("weights.bin")).format() == TensorStore::Format::safetensors);
+        write_file(d.file("weights.st"), read_file(kFix + "renamed.bin"));
+        CHECK(TensorStore::open(d.file("weights.st")).get("w").shape == std::vector<int64_t>{3});
+        write_file(d.file("legacy.pt"), Bytes{0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20});
+        has(error_of([&] { TensorStore::open(d.file("legacy.pt")); }), "legacy (pre-1.6) torch.save format");
     }
     auto index = [](const std::string& body) { return "{\"metadata\": {}, \"weight_map\": {" + body + "}}"; };
     const std::string a = "model-00001-of-00002.safetensors", b = "model-00002-of-00002.safetensors";
