@@ -141,7 +141,7 @@ struct Pickle {
     }
     Pickle& u8(uint8_t v) { return op(v); }
     Pickle& le(uint64_t v, int n) {
-        for (int i = 0; i < n; i++) b.push_back(uint8_t(v >> (8 * i)));
+        for (int i = 0; i < n; i++) b.push_back(i < 8 ? uint8_t(v >> (8 * i)) : 0);
         return *this;
     }
     Pickle& raw(const std::string& s) {
