@@ -26,6 +26,7 @@ cp ../shared/data/llama.cpp-vocab/*.gguf build-fuzz/corpus-gguf/  # seeds: real 
 ./build-fuzz/tests/fuzz/fuzz_gguf -max_total_time=20 -rss_limit_mb=4096 -print_final_stats=1 build-fuzz/corpus-gguf 2>&1 | tail -n 5
 fx=tests/fixtures/containers  # seeds: real torch.save and safetensors files, raw data.pkl pickles
 cp $fx/*.pt $fx/*.bin $fx/bin_single/*.bin $fx/pickles/*.pkl build-fuzz/corpus-pickle/
+cp $fx/torch1.13/qmodel.pt build-fuzz/corpus-pickle/qmodel-torch1.13.pt
 cp $fx/bin_sharded/pytorch_model-00001-of-00002.bin build-fuzz/corpus-pickle/shard1.bin
 cp $fx/st_single/model.safetensors build-fuzz/corpus-safetensors/single.safetensors
 cp $fx/st_sharded/*.safetensors build-fuzz/corpus-safetensors/

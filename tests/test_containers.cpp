@@ -46,12 +46,19 @@ void write_file(const std::string& path, const Bytes& b) {
 }
 void write_text(const std::string& path, const std::string& s) { write_file(path, Bytes(s.begin(), s.end())); }
 
+json read_json(const std::string& path) {
+    std::ifstream f(path);
+    REQUIRE_MESSAGE(f, "cannot open " << path);
+    return json::parse(f);
+}
 const json& expected() {
-    static const json j = [] {
-        std::ifstream f(kFix + "expected.json");
-        REQUIRE(f);
-        return json::parse(f);
-    }();
+    static const json j = read_json(kFix + "expected.json");
+    return j;
+}
+// The same torch.save files written by torch 1.13.1 (no byteorder record, older zip writer).
+const std::string kFix113 = kFix + "torch1.13/";
+const json& expected113() {
+    static const json j = read_json(kFix113 + "expected.json");
     return j;
 }
 
@@ -841,20 +848,23 @@ TEST_CASE("torch zip: the root folder comes from the first entry, unknown entrie
     CHECK(f->root().as_dict().size() == 2);
 }
 
-TEST_CASE("torch zip: real torch.save files match expected.json") {
-    for (const std::string name : {"state_dict.pt", "qmodel.pt", "renamed.bin", "module_state_dict.pt"}) {
-        INFO(name);
-        const json& want = expected()[name];
-        const auto f = TorchFile::open(kFix + name);
-        CHECK(f->root_folder() == want["root"].get<std::string>());
-        std::map<std::string, const SourceTensor*> flat;
-        flatten(f->root(), "", flat);
-        CHECK(flat.size() == want["tensors"].size());
-        for (const auto& [tname, tw] : want["tensors"].items()) {
-            REQUIRE_MESSAGE(flat.count(tname), tname);
-            check_tensor(tname, *flat[tname], tw);
+TEST_CASE("torch zip: real torch.save files (torch 2.x and 1.13.1) match expected.json") {
+    for (const auto* set : {&expected(), &expected113()})
+        for (const std::string name : {"state_dict.pt", "qmodel.pt", "renamed.bin", "module_state_dict.pt"}) {
+            const std::string dir = set == &expected() ? kFix : kFix113;
+            INFO(dir << name << " written by torch " << (*set)["versions"]["torch"].get<std::string>());
+            const json& want = (*set)[name];
+            const auto f = TorchFile::open(dir + name);
+            CHECK((f->find_entry("byteorder") != nullptr) == (set == &expected()));
+            CHECK(f->root_folder() == want["root"].get<std::string>());
+            std::map<std::string, const SourceTensor*> flat;
+            flatten(f->root(), "", flat);
+            CHECK(flat.size() == want["tensors"].size());
+            for (const auto& [tname, tw] : want["tensors"].items()) {
+                REQUIRE_MESSAGE(flat.count(tname), tname);
+                check_tensor(tname, *flat[tname], tw);
+            }
         }
-    }
 }
 
 TEST_CASE("torch zip: nn.Module.state_dict() keeps its _metadata as an attribute of the root dict") {
@@ -890,32 +900,35 @@ TEST_CASE("torch zip: state_dict.pt shares storages and copies only strided view
 }
 
 TEST_CASE("torch zip: qmodel.pt non-tensor values as the HQQ importer reads them") {
-    const auto f = TorchFile::open(kFix + "qmodel.pt");
-    const json& want = expected()["qmodel.pt"]["values"];
-    const PyObj& layer = f->root().at("model.layers.0.self_attn.q_proj");
-    const PyObj& meta = layer.at("meta");
-    CHECK(meta.at("nbits").as_int() == want["nbits"].get<int64_t>());
-    CHECK(meta.at("group_size").as_int() == want["group_size"].get<int64_t>());
-    CHECK(meta.at("axis").as_int() == want["axis"].get<int64_t>());
-    std::vector<int64_t> shape;
-    for (const PyRef& d : meta.at("shape").items()) shape.push_back(d->as_int());
-    CHECK(shape == want["shape"].get<std::vector<int64_t>>());
-    CHECK(meta.at("packing").as_str() == want["packing"].get<std::string>());
-    CHECK(dtype_name(meta.at("unpack_view_dtype").as_dtype()) == want["unpack_view_dtype"].get<std::string>());
-    CHECK(dtype_name(meta.at("compute_dtype").as_dtype()) == want["compute_dtype"].get<std::string>());
-    CHECK(meta.at("quant_zero").as_bool() == want["quant_zero"].get<bool>());
-    CHECK(meta.at("nbits_f").as_number() == want["nbits_f"].get<double>());
-    CHECK(meta.at("big").as_int() == want["big"].get<int64_t>());
-    CHECK(meta.at("meta_zero").at("group_size").is_none());
-    CHECK(meta.at("meta_zero").at("scale").as_source().shape.empty());
-    CHECK(layer.at("bias").is_none());
-    CHECK(layer.at("W_q").as_tensor().parameter);
-    // one dict object under three keys (memo), identical in the tree
-    CHECK(f->root().get("shared_a") == f->root().get("shared_b"));
-    CHECK(f->root().get("shared_a") == meta.get("meta_zero"));
-    const PyObj& od = f->root().at("od");
-    CHECK(od.as_dict().ordered());
-    CHECK(od.repr() == "{'x': 1, 'y': [1, 2, 'three'], 'z': (1.5, None, True)}");
+    for (const std::string& dir : {kFix, kFix113}) {
+        INFO(dir);
+        const auto f = TorchFile::open(dir + "qmodel.pt");
+        const json& want = expected()["qmodel.pt"]["values"];
+        const PyObj& layer = f->root().at("model.layers.0.self_attn.q_proj");
+        const PyObj& meta = layer.at("meta");
+        CHECK(meta.at("nbits").as_int() == want["nbits"].get<int64_t>());
+        CHECK(meta.at("group_size").as_int() == want["group_size"].get<int64_t>());
+        CHECK(meta.at("axis").as_int() == want["axis"].get<int64_t>());
+        std::vector<int64_t> shape;
+        for (const PyRef& d : meta.at("shape").items()) shape.push_back(d->as_int());
+        CHECK(shape == want["shape"].get<std::vector<int64_t>>());
+        CHECK(meta.at("packing").as_str() == want["packing"].get<std::string>());
+        CHECK(dtype_name(meta.at("unpack_view_dtype").as_dtype()) == want["unpack_view_dtype"].get<std::string>());
+        CHECK(dtype_name(meta.at("compute_dtype").as_dtype()) == want["compute_dtype"].get<std::string>());
+        CHECK(meta.at("quant_zero").as_bool() == want["quant_zero"].get<bool>());
+        CHECK(meta.at("nbits_f").as_number() == want["nbits_f"].get<double>());
+        CHECK(meta.at("big").as_int() == want["big"].get<int64_t>());
+        CHECK(meta.at("meta_zero").at("group_size").is_none());
+        CHECK(meta.at("meta_zero").at("scale").as_source().shape.empty());
+        CHECK(layer.at("bias").is_none());
+        CHECK(layer.at("W_q").as_tensor().parameter);
+        // one dict object under three keys (memo), identical in the tree
+        CHECK(f->root().get("shared_a") == f->root().get("shared_b"));
+        CHECK(f->root().get("shared_a") == meta.get("meta_zero"));
+        const PyObj& od = f->root().at("od");
+        CHECK(od.as_dict().ordered());
+        CHECK(od.repr() == "{'x': 1, 'y': [1, 2, 'three'], 'z': (1.5, None, True)}");
+    }
 }
 
 // =============================================================================================
