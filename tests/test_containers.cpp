@@ -222,7 +222,8 @@ struct Zip {
         uint16_t flags = 0x0808;
     };
     std::vector<Item> items;
-    bool zip64 = true;  // miniz (torch) always writes the ZIP64 end records
+    bool zip64 = true;         // miniz (torch) always writes the ZIP64 end records
+    bool zip64_extra = false;  // central entries give sizes and offset in a ZIP64 extra field
 
     Zip& add(const std::string& name, const Bytes& data) {
         items.push_back({name, data});
@@ -268,16 +269,26 @@ struct Zip {
             le(cd, it.method, 2);
             le(cd, 0, 4);
             le(cd, crc, 4);
-            le(cd, it.data.size(), 4);
-            le(cd, it.data.size(), 4);
+            const uint64_t all_ones = 0xFFFFFFFF;
+            le(cd, zip64_extra ? all_ones : it.data.size(), 4);
+            le(cd, zip64_extra ? all_ones : it.data.size(), 4);
             le(cd, it.name.size(), 2);
-            le(cd, 0, 2);  // extra
-            le(cd, 0, 2);  // comment
-            le(cd, 0, 2);  // disk
+            le(cd, zip64_extra ? 4 + 24 + 4 : 0, 2);  // extra: an unknown field, then ZIP64 (usize, csize, offset)
+            le(cd, 0, 2);                             // comment
+            le(cd, 0, 2);                             // disk
             le(cd, 0, 2);
             le(cd, 0, 4);
-            le(cd, local, 4);
+            le(cd, zip64_extra ? all_ones : local, 4);
             cd.insert(cd.end(), it.name.begin(), it.name.end());
+            if (zip64_extra) {
+                le(cd, 0x7075, 2);  // some other extra field, skipped
+                le(cd, 0, 2);
+                le(cd, 0x0001, 2);
+                le(cd, 24, 2);
+                le(cd, it.data.size(), 8);
+                le(cd, it.data.size(), 8);
+                le(cd, local, 8);
+            }
         }
         const uint64_t cd_off = out.size();
         out.insert(out.end(), cd.begin(), cd.end());
@@ -725,10 +736,11 @@ TEST_CASE("pickle: tensor views are checked against their storage and copied whe
 // =============================================================================================
 // torch zip
 
-TEST_CASE("torch zip: a hand-made torch.save file (FB padding, data descriptors, ZIP64 end)") {
-    for (bool zip64 : {true, false}) {
+TEST_CASE("torch zip: a hand-made torch.save file (FB padding, data descriptors, ZIP64 end and extras)") {
+    for (int variant = 0; variant < 3; variant++) {
         Zip z = hqq_trace_zip();
-        z.zip64 = zip64;
+        z.zip64 = variant != 1;
+        z.zip64_extra = variant == 2;
         const Bytes b = z.build();
         const auto f = TorchFile::from_memory(b.data(), b.size(), "trace.pt");
         CHECK(f->root_folder() == "qmodel");
@@ -782,6 +794,19 @@ TEST_CASE("torch zip: broken and unsupported archives give clear errors") {
     // first central entry: local header offset at +42 (its 32-bit field), method at +10, flags at +8
     const size_t cd = size_t(good[e64 + 48]) | size_t(good[e64 + 49]) << 8 | size_t(good[e64 + 50]) << 16;
     has(err_of(patched(cd + 42, 5, 4)), "bad local header signature");
+    {
+        Zip z = hqq_trace_zip();
+        z.zip64_extra = true;
+        Bytes b = z.build();
+        const size_t e = b.size() - 22 - 20 - 56;
+        const size_t c = size_t(b[e + 48]) | size_t(b[e + 49]) << 8 | size_t(b[e + 50]) << 16;
+        const size_t field = c + 46 + std::strlen("qmodel/data.pkl") + 4;  // after the unknown extra
+        REQUIRE(b[field] == 1);
+        b[field + 2] = 8;  // the ZIP64 field holds only the size
+        has(err_of(b), "entry 'qmodel/data.pkl': ZIP64 extra field too short");
+        b[field + 2] = 200;  // runs past the extra area
+        has(err_of(b), "entry 'qmodel/data.pkl': extra field runs past its area");
+    }
     has(err_of(patched(cd + 42, cd, 4)), "is not before the central directory");
     has(err_of(patched(cd + 10, 8, 2)),
         "compressed with method 8; torch.save writes stored (uncompressed) entries only");
