@@ -131,12 +131,16 @@ class PyDict {
     const std::vector<std::pair<PyRef, PyRef>>& items() const { return items_; }
     const PyObj* find(const std::string& str_key) const;  // nullptr if absent
     std::vector<std::string> str_keys() const;            // the str keys, in order
+    // Instance attributes set by BUILD, e.g. {'_metadata': OrderedDict(...)} on the OrderedDict that
+    // nn.Module.state_dict() returns; nullptr if none.
+    const PyObj* attributes() const { return attrs_.get(); }
 
  private:
     friend class Unpickler;
     bool ordered_ = false;
     std::vector<std::pair<PyRef, PyRef>> items_;
     std::unordered_map<std::string, size_t> index_;  // canonical key text -> position in items_
+    PyRef attrs_;                                    // a dict, or null
 };
 
 // Gives the bytes of storage `key`: at least `nbytes` bytes that stay valid while `keepalive`

@@ -54,11 +54,11 @@ size_t json_depth(const char* s, size_t n) {
 
 }  // namespace
 
-bool SafetensorsFile::looks_like_safetensors(const uint8_t* data, size_t size) {
-    if (size < 9) return false;
+bool SafetensorsFile::looks_like_safetensors(const uint8_t* head, size_t head_size) {
+    if (head_size < 9) return false;
     uint64_t n = 0;
-    for (int i = 0; i < 8; i++) n |= uint64_t(data[i]) << (8 * i);
-    return n >= 2 && n <= size - 8 && data[8] == '{';
+    for (int i = 0; i < 8; i++) n |= uint64_t(head[i]) << (8 * i);
+    return n >= 2 && head[8] == '{';
 }
 
 std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {

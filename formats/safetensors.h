@@ -27,8 +27,9 @@ class SafetensorsFile {
     // Parses `size` bytes at `data` without copying; the memory must outlive the SafetensorsFile.
     static std::unique_ptr<SafetensorsFile> from_memory(const void* data, size_t size,
                                                         const std::string& origin = "<memory>");
-    // True if the bytes start like a safetensors file (a plausible header length, then '{').
-    static bool looks_like_safetensors(const uint8_t* data, size_t size);
+    // True if the first bytes of a file (at least 9 of them) start like a safetensors file: a header
+    // length of at least 2, then '{'. Whether the header fits is left to open().
+    static bool looks_like_safetensors(const uint8_t* head, size_t head_size);
 
     const std::string& origin() const { return origin_; }
     // Tensors in header order.

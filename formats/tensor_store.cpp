@@ -100,10 +100,12 @@ TensorStore TensorStore::open(const std::string& path) {
     }
     const std::string head = head_bytes(path, 16);
     const auto* h = reinterpret_cast<const uint8_t*>(head.data());
-    if (SafetensorsFile::looks_like_safetensors(h, head.size()) || ends_with(path, ".safetensors"))
+    if (TorchFile::looks_like_zip(h, head.size()) || (!head.empty() && h[0] == 0x80))
+        s.add_torch(path);  // a zip, or a legacy torch file that TorchFile explains
+    else if (SafetensorsFile::looks_like_safetensors(h, head.size()))
         s.add_safetensors(path);
     else
-        s.add_torch(path);  // a zip, or an error that says what the file is not (legacy torch, ...)
+        throw Error(path + ": not a weight file this reader knows (neither a torch.save zip nor safetensors)");
     return s;
 }
 

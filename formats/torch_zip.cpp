@@ -80,8 +80,10 @@ std::unique_ptr<TorchFile> TorchFile::open(const std::string& path) {
     return f;
 }
 
-std::unique_ptr<TorchFile> TorchFile::from_memory(const void* data, size_t size, const std::string& origin) {
+std::unique_ptr<TorchFile> TorchFile::from_memory(const void* data, size_t size, const std::string& origin,
+                                                  bool check_crc) {
     std::unique_ptr<TorchFile> f(new TorchFile());
+    f->check_crc_ = check_crc;
     f->origin_ = origin;
     f->base_ = static_cast<const uint8_t*>(data);
     f->size_ = size;
@@ -249,7 +251,7 @@ void TorchFile::parse() {
 
     const ZipEntry* pkl = find_entry("data.pkl");
     if (!pkl) b.fail("no '" + root_ + "/data.pkl' entry");
-    if (crc32(base_ + pkl->offset, pkl->size) != pkl->crc32)
+    if (check_crc_ && crc32(base_ + pkl->offset, pkl->size) != pkl->crc32)
         b.fail("entry '" + pkl->name + "': CRC-32 mismatch (corrupt file)");
 
     std::shared_ptr<const void> keep = map_;
@@ -263,7 +265,7 @@ void TorchFile::parse() {
     };
     UnpickleLimits lim;
     // copies of non-contiguous views: at most twice the file, plus some room for tiny files
-    lim.max_materialized = 2 * size_ + (uint64_t(64) << 20);
+    lim.max_materialized = 2 * size_ + (uint64_t(16) << 20);
     root_obj_ = unpickle(base_ + pkl->offset, size_t(pkl->size), origin_ + ": " + pkl->name, resolve, lim);
 }
 

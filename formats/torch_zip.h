@@ -31,9 +31,10 @@ class TorchFile {
  public:
     static std::unique_ptr<TorchFile> open(const std::string& path);
     // Parses `size` bytes at `data` without copying; the memory must outlive the TorchFile and every
-    // PyRef taken from it.
-    static std::unique_ptr<TorchFile> from_memory(const void* data, size_t size,
-                                                  const std::string& origin = "<memory>");
+    // PyRef taken from it. `check_crc` = false skips the CRC-32 checks of data.pkl and the small
+    // records (the fuzz target does, so that mutated pickles inside a zip reach the unpickler).
+    static std::unique_ptr<TorchFile> from_memory(const void* data, size_t size, const std::string& origin = "<memory>",
+                                                  bool check_crc = true);
 
     // True if the bytes start like a zip archive (the torch.save format since torch 1.6).
     static bool looks_like_zip(const uint8_t* data, size_t size);
@@ -58,6 +59,7 @@ class TorchFile {
     std::string origin_;
     std::string root_;
     int version_ = 0;
+    bool check_crc_ = true;
     std::vector<ZipEntry> entries_;
     std::unordered_map<std::string, size_t> by_name_;
     PyRef root_obj_;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run_all.sh: the full test command: installs dependencies, builds, runs every test suite
-# (ctest), the NEON kernels cross-built for aarch64 under qemu-user, and the .lbf and GGUF reader
-# fuzzers for a short time. Exits non-zero on the first failure.
+# (ctest), the NEON kernels cross-built for aarch64 under qemu-user, and the .lbf, GGUF, torch.save
+# (zip + unpickler) and safetensors reader fuzzers for a short time. Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install_deps.sh --test
@@ -17,11 +17,19 @@ cmake -S . -B build-arm -DCMAKE_BUILD_TYPE=Release -DCMAKE_TOOLCHAIN_FILE=cmake/
 cmake --build build-arm -j"$jobs"
 ctest --test-dir build-arm --output-on-failure -j"$jobs"
 
-echo "== fuzz: .lbf reader, GGUF reader + tokenizer (libFuzzer, 20 s each)"
+echo "== fuzz: .lbf reader, GGUF reader + tokenizer, torch.save reader + unpickler, safetensors reader (libFuzzer, 20 s each)"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DLB_FUZZ=ON -DLB_BUILD_TESTS=OFF >/dev/null
-cmake --build build-fuzz -j"$jobs" --target fuzz_lbf fuzz_gguf
-mkdir -p build-fuzz/corpus build-fuzz/corpus-gguf
+cmake --build build-fuzz -j"$jobs" --target fuzz_lbf fuzz_gguf fuzz_pickle fuzz_safetensors
+mkdir -p build-fuzz/corpus build-fuzz/corpus-gguf build-fuzz/corpus-pickle build-fuzz/corpus-safetensors
 ./build-fuzz/tests/fuzz/fuzz_lbf -max_total_time=20 -print_final_stats=1 build-fuzz/corpus 2>&1 | tail -n 5
 cp ../shared/data/llama.cpp-vocab/*.gguf build-fuzz/corpus-gguf/  # seeds: real vocabulary files
 ./build-fuzz/tests/fuzz/fuzz_gguf -max_total_time=20 -rss_limit_mb=4096 -print_final_stats=1 build-fuzz/corpus-gguf 2>&1 | tail -n 5
+fx=tests/fixtures/containers  # seeds: real torch.save and safetensors files, raw data.pkl pickles
+cp $fx/*.pt $fx/*.bin $fx/bin_single/*.bin $fx/pickles/*.pkl build-fuzz/corpus-pickle/
+cp $fx/torch1.13/qmodel.pt build-fuzz/corpus-pickle/qmodel-torch1.13.pt
+cp $fx/bin_sharded/pytorch_model-00001-of-00002.bin build-fuzz/corpus-pickle/shard1.bin
+cp $fx/st_single/model.safetensors build-fuzz/corpus-safetensors/single.safetensors
+cp $fx/st_sharded/*.safetensors build-fuzz/corpus-safetensors/
+./build-fuzz/tests/fuzz/fuzz_pickle -max_total_time=20 -rss_limit_mb=4096 -print_final_stats=1 build-fuzz/corpus-pickle 2>&1 | tail -n 5
+./build-fuzz/tests/fuzz/fuzz_safetensors -max_total_time=20 -rss_limit_mb=4096 -print_final_stats=1 build-fuzz/corpus-safetensors 2>&1 | tail -n 5
 echo "all test suites passed"

@@ -46,12 +46,19 @@ void write_file(const std::string& path, const Bytes& b) {
 }
 void write_text(const std::string& path, const std::string& s) { write_file(path, Bytes(s.begin(), s.end())); }
 
+json read_json(const std::string& path) {
+    std::ifstream f(path);
+    REQUIRE_MESSAGE(f, "cannot open " << path);
+    return json::parse(f);
+}
 const json& expected() {
-    static const json j = [] {
-        std::ifstream f(kFix + "expected.json");
-        REQUIRE(f);
-        return json::parse(f);
-    }();
+    static const json j = read_json(kFix + "expected.json");
+    return j;
+}
+// The same torch.save files written by torch 1.13.1 (no byteorder record, older zip writer).
+const std::string kFix113 = kFix + "torch1.13/";
+const json& expected113() {
+    static const json j = read_json(kFix113 + "expected.json");
     return j;
 }
 
@@ -141,7 +148,7 @@ struct Pickle {
     }
     Pickle& u8(uint8_t v) { return op(v); }
     Pickle& le(uint64_t v, int n) {
-        for (int i = 0; i < n; i++) b.push_back(uint8_t(v >> (8 * i)));
+        for (int i = 0; i < n; i++) b.push_back(i < 8 ? uint8_t(v >> (8 * i)) : 0);
         return *this;
     }
     Pickle& raw(const std::string& s) {
@@ -215,7 +222,8 @@ struct Zip {
         uint16_t flags = 0x0808;
     };
     std::vector<Item> items;
-    bool zip64 = true;  // miniz (torch) always writes the ZIP64 end records
+    bool zip64 = true;         // miniz (torch) always writes the ZIP64 end records
+    bool zip64_extra = false;  // central entries give sizes and offset in a ZIP64 extra field
 
     Zip& add(const std::string& name, const Bytes& data) {
         items.push_back({name, data});
@@ -261,16 +269,26 @@ struct Zip {
             le(cd, it.method, 2);
             le(cd, 0, 4);
             le(cd, crc, 4);
-            le(cd, it.data.size(), 4);
-            le(cd, it.data.size(), 4);
+            const uint64_t all_ones = 0xFFFFFFFF;
+            le(cd, zip64_extra ? all_ones : it.data.size(), 4);
+            le(cd, zip64_extra ? all_ones : it.data.size(), 4);
             le(cd, it.name.size(), 2);
-            le(cd, 0, 2);  // extra
-            le(cd, 0, 2);  // comment
-            le(cd, 0, 2);  // disk
+            le(cd, zip64_extra ? 4 + 24 + 4 : 0, 2);  // extra: an unknown field, then ZIP64 (usize, csize, offset)
+            le(cd, 0, 2);                             // comment
+            le(cd, 0, 2);                             // disk
             le(cd, 0, 2);
             le(cd, 0, 4);
-            le(cd, local, 4);
+            le(cd, zip64_extra ? all_ones : local, 4);
             cd.insert(cd.end(), it.name.begin(), it.name.end());
+            if (zip64_extra) {
+                le(cd, 0x7075, 2);  // some other extra field, skipped
+                le(cd, 0, 2);
+                le(cd, 0x0001, 2);
+                le(cd, 24, 2);
+                le(cd, it.data.size(), 8);
+                le(cd, it.data.size(), 8);
+                le(cd, local, 8);
+            }
         }
         const uint64_t cd_off = out.size();
         out.insert(out.end(), cd.begin(), cd.end());
@@ -493,7 +511,7 @@ TEST_CASE("pickle: unknown and unsupported opcodes name themselves and their off
     p.op('N').op(0xff);
     CHECK(error_of([&] { parse(p.b); }) == "test.pkl: pickle byte 3 (opcode 0xff): unpickler: unknown opcode 0xff");
     const std::pair<uint8_t, const char*> unsupported[] = {
-        {'b', "BUILD"},  {'i', "INST"},         {'o', "OBJ"},        {0x81, "NEWOBJ"}, {'0', "POP"},
+        {'2', "DUP"},    {'i', "INST"},         {'o', "OBJ"},        {0x81, "NEWOBJ"}, {'0', "POP"},
         {'I', "INT"},    {0x8b, "LONG4"},       {'d', "DICT"},       {'P', "PERSID"},  {0x82, "EXT1"},
         {'S', "STRING"}, {0x97, "NEXT_BUFFER"}, {0x8f, "EMPTY_SET"},
     };
@@ -620,6 +638,35 @@ TEST_CASE("pickle: malformed structure and limits") {
     }
 }
 
+TEST_CASE("pickle: BUILD sets a dict's attributes (nn.Module.state_dict()'s _metadata) and nothing else") {
+    auto err = [](Pickle& p) { return error_of([&] { parse(p.stop()); }); };
+    {
+        Pickle p;  // OrderedDict() + items + BUILD({'_metadata': OrderedDict({'': {'version': 1}})})
+        p.global("collections", "OrderedDict").put(0).op(')').op('R').str("w").integer(1).op('s');
+        p.op('}').str("_metadata").get(0).op(')').op('R').str("").op('}').str("version").integer(1).op('s').op('s');
+        p.op('s').op('b');
+        const PyRef d = parse(p.stop());
+        CHECK(d->at("w").as_int() == 1);
+        REQUIRE(d->as_dict().attributes());
+        CHECK(d->as_dict().attributes()->at("_metadata").at("").at("version").as_int() == 1);
+    }
+    {
+        Pickle p;
+        p.op(']').op('}').op('b');
+        CHECK(err(p).find("BUILD of a list with a dict state: only dict attributes") != std::string::npos);
+    }
+    {
+        Pickle p;  // d = {}; d.__dict__ = {'self': d}: a cycle
+        p.op('}').put(0).op('}').str("self").get(0).op('s').op('b');
+        CHECK(err(p).find("changes after it was put inside another value") != std::string::npos);
+    }
+    {
+        Pickle p;
+        p.op('}').op('}').op('b').op('}').op('b');
+        CHECK(err(p).find("BUILD twice on one dict") != std::string::npos);
+    }
+}
+
 TEST_CASE("pickle: every prefix of a valid pickle is an error, never a crash") {
     const Bytes b = hqq_trace_pickle();
     for (size_t n = 0; n < b.size(); n++) {
@@ -689,10 +736,11 @@ TEST_CASE("pickle: tensor views are checked against their storage and copied whe
 // =============================================================================================
 // torch zip
 
-TEST_CASE("torch zip: a hand-made torch.save file (FB padding, data descriptors, ZIP64 end)") {
-    for (bool zip64 : {true, false}) {
+TEST_CASE("torch zip: a hand-made torch.save file (FB padding, data descriptors, ZIP64 end and extras)") {
+    for (int variant = 0; variant < 3; variant++) {
         Zip z = hqq_trace_zip();
-        z.zip64 = zip64;
+        z.zip64 = variant != 1;
+        z.zip64_extra = variant == 2;
         const Bytes b = z.build();
         const auto f = TorchFile::from_memory(b.data(), b.size(), "trace.pt");
         CHECK(f->root_folder() == "qmodel");
@@ -746,6 +794,19 @@ TEST_CASE("torch zip: broken and unsupported archives give clear errors") {
     // first central entry: local header offset at +42 (its 32-bit field), method at +10, flags at +8
     const size_t cd = size_t(good[e64 + 48]) | size_t(good[e64 + 49]) << 8 | size_t(good[e64 + 50]) << 16;
     has(err_of(patched(cd + 42, 5, 4)), "bad local header signature");
+    {
+        Zip z = hqq_trace_zip();
+        z.zip64_extra = true;
+        Bytes b = z.build();
+        const size_t e = b.size() - 22 - 20 - 56;
+        const size_t c = size_t(b[e + 48]) | size_t(b[e + 49]) << 8 | size_t(b[e + 50]) << 16;
+        const size_t field = c + 46 + std::strlen("qmodel/data.pkl") + 4;  // after the unknown extra
+        REQUIRE(b[field] == 1);
+        b[field + 2] = 8;  // the ZIP64 field holds only the size
+        has(err_of(b), "entry 'qmodel/data.pkl': ZIP64 extra field too short");
+        b[field + 2] = 200;  // runs past the extra area
+        has(err_of(b), "entry 'qmodel/data.pkl': extra field runs past its area");
+    }
     has(err_of(patched(cd + 42, cd, 4)), "is not before the central directory");
     has(err_of(patched(cd + 10, 8, 2)),
         "compressed with method 8; torch.save writes stored (uncompressed) entries only");
@@ -812,20 +873,34 @@ TEST_CASE("torch zip: the root folder comes from the first entry, unknown entrie
     CHECK(f->root().as_dict().size() == 2);
 }
 
-TEST_CASE("torch zip: real torch.save files match expected.json") {
-    for (const std::string name : {"state_dict.pt", "qmodel.pt", "renamed.bin"}) {
-        INFO(name);
-        const json& want = expected()[name];
-        const auto f = TorchFile::open(kFix + name);
-        CHECK(f->root_folder() == want["root"].get<std::string>());
-        std::map<std::string, const SourceTensor*> flat;
-        flatten(f->root(), "", flat);
-        CHECK(flat.size() == want["tensors"].size());
-        for (const auto& [tname, tw] : want["tensors"].items()) {
-            REQUIRE_MESSAGE(flat.count(tname), tname);
-            check_tensor(tname, *flat[tname], tw);
+TEST_CASE("torch zip: real torch.save files (torch 2.x and 1.13.1) match expected.json") {
+    for (const auto* set : {&expected(), &expected113()})
+        for (const std::string name : {"state_dict.pt", "qmodel.pt", "renamed.bin", "module_state_dict.pt"}) {
+            const std::string dir = set == &expected() ? kFix : kFix113;
+            INFO(dir << name << " written by torch " << (*set)["versions"]["torch"].get<std::string>());
+            const json& want = (*set)[name];
+            const auto f = TorchFile::open(dir + name);
+            CHECK((f->find_entry("byteorder") != nullptr) == (set == &expected()));
+            CHECK(f->root_folder() == want["root"].get<std::string>());
+            std::map<std::string, const SourceTensor*> flat;
+            flatten(f->root(), "", flat);
+            CHECK(flat.size() == want["tensors"].size());
+            for (const auto& [tname, tw] : want["tensors"].items()) {
+                REQUIRE_MESSAGE(flat.count(tname), tname);
+                check_tensor(tname, *flat[tname], tw);
+            }
         }
-    }
+}
+
+TEST_CASE("torch zip: nn.Module.state_dict() keeps its _metadata as an attribute of the root dict") {
+    const auto f = TorchFile::open(kFix + "module_state_dict.pt");
+    const PyDict& d = f->root().as_dict();
+    CHECK(d.ordered());
+    CHECK(d.str_keys() == std::vector<std::string>{"0.weight", "0.bias", "1.weight", "1.bias"});
+    REQUIRE(d.attributes());
+    const PyObj& meta = d.attributes()->at("_metadata");
+    CHECK(meta.at("").at("version").as_int() == 1);
+    CHECK(meta.at("1").at("version").as_int() == 1);
 }
 
 TEST_CASE("torch zip: state_dict.pt shares storages and copies only strided views") {
@@ -850,32 +925,35 @@ TEST_CASE("torch zip: state_dict.pt shares storages and copies only strided view
 }
 
 TEST_CASE("torch zip: qmodel.pt non-tensor values as the HQQ importer reads them") {
-    const auto f = TorchFile::open(kFix + "qmodel.pt");
-    const json& want = expected()["qmodel.pt"]["values"];
-    const PyObj& layer = f->root().at("model.layers.0.self_attn.q_proj");
-    const PyObj& meta = layer.at("meta");
-    CHECK(meta.at("nbits").as_int() == want["nbits"].get<int64_t>());
-    CHECK(meta.at("group_size").as_int() == want["group_size"].get<int64_t>());
-    CHECK(meta.at("axis").as_int() == want["axis"].get<int64_t>());
-    std::vector<int64_t> shape;
-    for (const PyRef& d : meta.at("shape").items()) shape.push_back(d->as_int());
-    CHECK(shape == want["shape"].get<std::vector<int64_t>>());
-    CHECK(meta.at("packing").as_str() == want["packing"].get<std::string>());
-    CHECK(dtype_name(meta.at("unpack_view_dtype").as_dtype()) == want["unpack_view_dtype"].get<std::string>());
-    CHECK(dtype_name(meta.at("compute_dtype").as_dtype()) == want["compute_dtype"].get<std::string>());
-    CHECK(meta.at("quant_zero").as_bool() == want["quant_zero"].get<bool>());
-    CHECK(meta.at("nbits_f").as_number() == want["nbits_f"].get<double>());
-    CHECK(meta.at("big").as_int() == want["big"].get<int64_t>());
-    CHECK(meta.at("meta_zero").at("group_size").is_none());
-    CHECK(meta.at("meta_zero").at("scale").as_source().shape.empty());
-    CHECK(layer.at("bias").is_none());
-    CHECK(layer.at("W_q").as_tensor().parameter);
-    // one dict object under three keys (memo), identical in the tree
-    CHECK(f->root().get("shared_a") == f->root().get("shared_b"));
-    CHECK(f->root().get("shared_a") == meta.get("meta_zero"));
-    const PyObj& od = f->root().at("od");
-    CHECK(od.as_dict().ordered());
-    CHECK(od.repr() == "{'x': 1, 'y': [1, 2, 'three'], 'z': (1.5, None, True)}");
+    for (const std::string& dir : {kFix, kFix113}) {
+        INFO(dir);
+        const auto f = TorchFile::open(dir + "qmodel.pt");
+        const json& want = expected()["qmodel.pt"]["values"];
+        const PyObj& layer = f->root().at("model.layers.0.self_attn.q_proj");
+        const PyObj& meta = layer.at("meta");
+        CHECK(meta.at("nbits").as_int() == want["nbits"].get<int64_t>());
+        CHECK(meta.at("group_size").as_int() == want["group_size"].get<int64_t>());
+        CHECK(meta.at("axis").as_int() == want["axis"].get<int64_t>());
+        std::vector<int64_t> shape;
+        for (const PyRef& d : meta.at("shape").items()) shape.push_back(d->as_int());
+        CHECK(shape == want["shape"].get<std::vector<int64_t>>());
+        CHECK(meta.at("packing").as_str() == want["packing"].get<std::string>());
+        CHECK(dtype_name(meta.at("unpack_view_dtype").as_dtype()) == want["unpack_view_dtype"].get<std::string>());
+        CHECK(dtype_name(meta.at("compute_dtype").as_dtype()) == want["compute_dtype"].get<std::string>());
+        CHECK(meta.at("quant_zero").as_bool() == want["quant_zero"].get<bool>());
+        CHECK(meta.at("nbits_f").as_number() == want["nbits_f"].get<double>());
+        CHECK(meta.at("big").as_int() == want["big"].get<int64_t>());
+        CHECK(meta.at("meta_zero").at("group_size").is_none());
+        CHECK(meta.at("meta_zero").at("scale").as_source().shape.empty());
+        CHECK(layer.at("bias").is_none());
+        CHECK(layer.at("W_q").as_tensor().parameter);
+        // one dict object under three keys (memo), identical in the tree
+        CHECK(f->root().get("shared_a") == f->root().get("shared_b"));
+        CHECK(f->root().get("shared_a") == meta.get("meta_zero"));
+        const PyObj& od = f->root().at("od");
+        CHECK(od.as_dict().ordered());
+        CHECK(od.repr() == "{'x': 1, 'y': [1, 2, 'three'], 'z': (1.5, None, True)}");
+    }
 }
 
 // =============================================================================================
@@ -982,6 +1060,7 @@ TEST_CASE("tensor store: finds the weights of each fixture directory and file") 
         {kFix + "bin_sharded/pytorch_model.bin.index.json", "bin_sharded", "torch zip, 2 shards, 4 tensors"},
         {kFix + "st_single/model.safetensors", "st_single", "safetensors, 1 file, 13 tensors"},
         {kFix + "state_dict.pt", "state_dict.pt", "torch zip, 1 file, 19 tensors"},
+        {kFix + "module_state_dict.pt", "module_state_dict.pt", "torch zip, 1 file, 4 tensors"},
     };
     for (const Case& c : cases) {
         INFO(c.path);
@@ -1036,7 +1115,14 @@ TEST_CASE("tensor store: search order and shard index errors") {
         has(error_of([&] { TensorStore::open(d.dir.string()); }), ": no weights found (looked for");
         has(error_of([&] { TensorStore::open(d.file("missing")); }), "no such file or directory");
         write_text(d.file("x.bin"), "not a checkpoint");
-        has(error_of([&] { TensorStore::open(d.file("x.bin")); }), "not a torch.save file");
+        has(error_of([&] { TensorStore::open(d.file("x.bin")); }),
+            "x.bin: not a weight file this reader knows (neither a torch.save zip nor safetensors)");
+        write_file(d.file("weights.bin"), read_file(kFix + "st_single/model.safetensors"));  // by content
+        CHECK(TensorStore::open(d.file("weights.bin")).format() == TensorStore::Format::safetensors);
+        write_file(d.file("weights.st"), read_file(kFix + "renamed.bin"));
+        CHECK(TensorStore::open(d.file("weights.st")).get("w").shape == std::vector<int64_t>{3});
+        write_file(d.file("legacy.pt"), Bytes{0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20});
+        has(error_of([&] { TensorStore::open(d.file("legacy.pt")); }), "legacy (pre-1.6) torch.save format");
     }
     auto index = [](const std::string& body) { return "{\"metadata\": {}, \"weight_map\": {" + body + "}}"; };
     const std::string a = "model-00001-of-00002.safetensors", b = "model-00002-of-00002.safetensors";
