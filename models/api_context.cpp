@@ -36,51 +36,47 @@ void check_cancel(lb_context* c) {
     if (c->cancel.exchange(false)) throw ApiError(LB_ERR_CANCELLED, "cancelled by lb_context_cancel()");
 }
 
-// Evaluates checked tokens in batches of n_batch; the logits of the last batch stay readable.
+// Evaluates checked tokens in batches of n_batch. The logits that stay readable: with all_logits,
+// every row, copied into c->logits; else the last row, read in place from the decoder (a last batch
+// of one token) or copied out of the batch graph, which goes away at the end of its batch.
 void decode(lb_context* c, const int32_t* tokens, int64_t n, bool all_logits) {
     const int64_t n_vocab = c->model->llama->hp.n_vocab, start = c->n_past;
-    const int32_t last = c->last_token;
+    const size_t row_bytes = size_t(n_vocab) * sizeof(float);
+    const bool keep_all = all_logits && n > 1;
     c->rows = nullptr;
     c->n_rows = 0;
     try {
-        if (all_logits && n > 1) c->logits.resize(size_t(n * n_vocab));
+        c->logits.resize(size_t(keep_all ? n : 1) * size_t(n_vocab));
+        const float* last = nullptr;  // the last row, when it is the decoder's
         for (int64_t i = 0; i < n;) {
             check_cancel(c);
             const int64_t b = std::min<int64_t>(c->n_batch, n - i);
-            const float* out;
             if (b == 1) {
-                out = c->dec.eval(tokens[i], c->n_past, c->pool);
+                const float* out = c->dec.eval(tokens[i], c->n_past, c->pool);
+                if (keep_all) std::memcpy(c->logits.data() + i * n_vocab, out, row_bytes);
+                last = out;
             } else {
                 LlamaGraphOptions go;
                 go.n_tokens = b;
                 go.n_kv = c->n_past + b;
-                go.all_logits = all_logits;
+                go.all_logits = keep_all;
                 go.max_threads = c->n_threads;
                 LlamaGraph g(*c->model->llama, c->cache, go);
-                out = g.eval(tokens + i, c->n_past, c->pool);
-                if (!all_logits) {  // the graph goes away: keep the last row
-                    c->logits.resize(size_t(n_vocab));
-                    std::memcpy(c->logits.data(), out, size_t(n_vocab) * sizeof(float));
-                }
+                const float* out = g.eval(tokens + i, c->n_past, c->pool);  // n_logits() rows
+                if (keep_all)
+                    std::memcpy(c->logits.data() + i * n_vocab, out, size_t(b) * row_bytes);
+                else
+                    std::memcpy(c->logits.data(), out, row_bytes);
+                last = nullptr;
             }
-            if (all_logits && n > 1)
-                std::memcpy(c->logits.data() + i * n_vocab, out, size_t(b * n_vocab) * sizeof(float));
+            std::copy(tokens + i, tokens + i + b, c->tokens.begin() + c->n_past);
             c->n_past += b;
             i += b;
-            if (i == n) {
-                if (all_logits && n > 1) {
-                    c->rows = c->logits.data();
-                    c->n_rows = n;
-                } else {
-                    c->rows = b == 1 ? out : c->logits.data();
-                    c->n_rows = 1;
-                }
-            }
         }
-        if (n > 0) c->last_token = tokens[n - 1];
+        c->rows = keep_all || !last ? c->logits.data() : last;
+        c->n_rows = keep_all ? n : 1;
     } catch (...) {
         c->n_past = start;  // what was written past it is ignored and overwritten later
-        c->last_token = last;
         c->rows = nullptr;
         c->n_rows = 0;
         throw;
@@ -107,7 +103,8 @@ lb_context::lb_context(const lb_model* m, int64_t n_ctx, int n_batch_, int n_thr
       dec(*m->llama, cache, n_threads_),
       pool(n_threads_),
       n_batch(n_batch_),
-      n_threads(n_threads_) {}
+      n_threads(n_threads_),
+      tokens(size_t(n_ctx), -1) {}
 
 extern "C" {
 
@@ -151,7 +148,6 @@ lb_status lb_context_reset(lb_context* ctx) {
         check_ctx(ctx, "lb_context_reset");
         ctx->cache.clear();
         ctx->n_past = 0;
-        ctx->last_token = -1;
         ctx->rows = nullptr;
         ctx->n_rows = 0;
         return LB_OK;
@@ -165,8 +161,7 @@ lb_status lb_context_truncate(lb_context* ctx, int32_t pos) {
                      "lb_context_truncate: position %d, supported 0..%lld (the positions in use)", pos,
                      (long long)ctx->n_past);
         // positions >= pos stay in the cache but are masked out (attention reads 0..pos + n - 1)
-        // until they are overwritten; the token before pos is unknown now
-        if (pos < ctx->n_past) ctx->last_token = -1;
+        // until they are overwritten
         ctx->n_past = pos;
         ctx->rows = nullptr;
         ctx->n_rows = 0;
@@ -336,7 +331,7 @@ lb_status lb_generate(lb_context* ctx, lb_sampler* smpl, const int32_t* prompt, 
             }
             // an spm text starts with the dummy-prefix space: not streamed right after BOS (run.c)
             const std::string& piece = m.tok->token_to_piece(t);
-            const size_t skip = m.strip_after_bos && ctx->last_token == m.tok->bos() && !piece.empty() &&
+            const size_t skip = m.strip_after_bos && ctx->last_token() == m.tok->bos() && !piece.empty() &&
                                 piece[0] == ' ' && m.tok->type(t) != TokenType::byte;
             if (stream.push(piece.data() + skip, piece.size() - skip)) {
                 res.stop_reason = LB_STOP_STRING;
@@ -351,8 +346,7 @@ lb_status lb_generate(lb_context* ctx, lb_sampler* smpl, const int32_t* prompt, 
             logits = ctx->dec.eval(t, ctx->n_past, ctx->pool);
             ctx->rows = logits;
             ctx->n_rows = 1;
-            ctx->n_past++;
-            ctx->last_token = t;
+            ctx->tokens[size_t(ctx->n_past++)] = t;
         }
         if (!stopped_by_user) stream.flush();  // on a cancel, the held-back text is dropped
         res.t_generate_s = seconds_since(t0);

@@ -91,7 +91,8 @@ struct lb_context {
     lb::ThreadPool pool;
     int n_batch, n_threads;
     int64_t n_past = 0;
-    int32_t last_token = -1;      // the last token in the cache (-1: none)
+    std::vector<int32_t> tokens;  // [n_ctx]: the token at each position in use
+    int32_t last_token() const { return n_past > 0 ? tokens[size_t(n_past - 1)] : -1; }
     std::vector<float> logits;    // rows copied out of batch graphs
     const float* rows = nullptr;  // the logits of the last decode: n_rows rows of n_vocab
     int64_t n_rows = 0;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run_all.sh: the full test command: installs dependencies, builds, runs every test suite
-# (ctest), the NEON kernels cross-built for aarch64 under qemu-user, and the .lbf and GGUF reader
-# fuzzers for a short time. Exits non-zero on the first failure.
+# (ctest, the C API and install tests included), the C API tests under ASan + UBSan, the NEON
+# kernels cross-built for aarch64 under qemu-user, and the .lbf and GGUF reader fuzzers for a short
+# time. Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install_deps.sh --test
@@ -11,6 +12,11 @@ echo "== native build and tests"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$jobs"
 ctest --test-dir build --output-on-failure -j"$jobs"
+
+echo "== C API under AddressSanitizer + UndefinedBehaviorSanitizer"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DLB_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$jobs" --target test_capi lowbit
+ctest --test-dir build-asan --output-on-failure -j"$jobs" -R capi
 
 echo "== aarch64 (NEON) build, tests under qemu-user"
 cmake -S . -B build-arm -DCMAKE_BUILD_TYPE=Release -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-toolchain.cmake >/dev/null

@@ -386,6 +386,12 @@ static void test_greedy(const lb_model* m) {
         }
     }
 
+    /* from BOS alone (an empty prompt): the story's first piece loses its dummy-prefix space */
+    CHECK_ST(lb_context_reset(c), LB_OK, NULL);
+    gp = rec_params(&r, 34);
+    CHECK_ST(lb_generate_text(c, s, "", &gp, &res), LB_OK, NULL);
+    CHECK(res.n_prompt == 1 && strcmp(r.text, kGreedyText) == 0);
+
     /* stop strings, end of context, cancellation */
     {
         const char* stops[] = {"xyz", "Lily"};
