@@ -230,7 +230,7 @@ LB_API lb_status lb_decode(lb_context* ctx, const int32_t* tokens, int32_t n_tok
 LB_API lb_status lb_get_logits(const lb_context* ctx, int32_t i, const float** logits);
 
 /* Asks the context's running or next lb_decode / lb_generate to stop (LB_ERR_CANCELLED). Safe to
- * call from any thread, e.g. a UI thread. The request is cleared when that call returns. */
+ * call from any thread, e.g. a UI thread. A request is used up by the first call that sees it. */
 LB_API void lb_context_cancel(lb_context* ctx);
 
 /* ---- sampler ----------------------------------------------------------------------------------- */
@@ -296,6 +296,7 @@ typedef struct lb_generate_result {
     lb_stop_reason stop_reason;
     int32_t n_prompt;    /* prompt tokens evaluated */
     int32_t n_generated; /* tokens generated (streamed), end token excluded */
+    int32_t last_token;  /* the last generated token (not in the cache), -1 if none */
     double t_prompt_s;   /* seconds spent evaluating the prompt */
     double t_generate_s; /* seconds spent generating */
 } lb_generate_result;
@@ -304,12 +305,11 @@ typedef struct lb_generate_result {
  * sampler's history), then samples and streams tokens until an end token, n_predict tokens, a
  * stop string or a full context. A sampled end token is neither streamed nor put in the cache, so
  * a conversation can go on with lb_chat_tokenize(..., LB_CHAT_CONTINUATION, ...). The last
- * generated token is streamed but not evaluated (as `lowbit run` does): to go on generating, pass
- * it (on_token reports the ids) as the prompt of the next call. n_prompt may be 0 to continue from
- * the current logits, e.g. after lb_decode. Errors as lb_decode (the prompt is checked as a whole
- * before anything is evaluated), LB_ERR_MODEL_MISMATCH, LB_ERR_CANCELLED (what was streamed
- * stays valid; the tokens generated so far are in the cache). result may be NULL; it is filled
- * on LB_OK and LB_ERR_CANCELLED. */
+ * generated token is streamed but never evaluated, whatever ends the generation (as `lowbit run`
+ * does): to go on generating, pass it (result->last_token) as the prompt of the next call. n_prompt may be 0 to
+ * continue from the current logits, e.g. after lb_decode. Errors as lb_decode (the prompt is checked as a whole before
+ * anything is evaluated), LB_ERR_MODEL_MISMATCH, LB_ERR_CANCELLED (what was streamed stays valid; the tokens generated
+ * so far are in the cache). result may be NULL; it is filled on LB_OK and LB_ERR_CANCELLED. */
 LB_API lb_status lb_generate(lb_context* ctx, lb_sampler* smpl, const int32_t* prompt, int32_t n_prompt,
                              const lb_generate_params* params, lb_generate_result* result);
 

@@ -278,6 +278,7 @@ lb_generate_params lb_generate_default_params(void) {
 lb_status lb_generate(lb_context* ctx, lb_sampler* smpl, const int32_t* prompt, int32_t n_prompt,
                       const lb_generate_params* params, lb_generate_result* result) {
     lb_generate_result res{};
+    res.last_token = -1;
     const lb_status st = guard(LB_ERR_INTERNAL, [&] {
         LB_API_CHECK(ctx && smpl, LB_ERR_INVALID_ARGUMENT, "lb_generate: %s is NULL", ctx ? "smpl" : "ctx");
         LB_API_CHECK(smpl->model == ctx->model, LB_ERR_MODEL_MISMATCH,
@@ -314,7 +315,9 @@ lb_status lb_generate(lb_context* ctx, lb_sampler* smpl, const int32_t* prompt, 
         const float* logits = ctx->rows + (ctx->n_rows - 1) * m.llama->hp.n_vocab;
         res.stop_reason = LB_STOP_N_PREDICT;
         for (int64_t n = 0; p.n_predict < 0 || n < p.n_predict;) {
-            if (ctx->cancel.exchange(false)) {
+            // a cancel is seen before the first token and then before each evaluation, so that the
+            // last streamed token is never in the cache, whatever ends the generation
+            if (n == 0 && ctx->cancel.exchange(false)) {
                 stopped_by_user = true;
                 break;
             }
@@ -325,6 +328,7 @@ lb_status lb_generate(lb_context* ctx, lb_sampler* smpl, const int32_t* prompt, 
             }
             smpl->s.accept(t);
             res.n_generated = int32_t(++n);
+            res.last_token = t;
             if (p.on_token && !p.on_token(t, p.user_data)) {
                 stopped_by_user = true;
                 break;
@@ -337,7 +341,10 @@ lb_status lb_generate(lb_context* ctx, lb_sampler* smpl, const int32_t* prompt, 
                 res.stop_reason = LB_STOP_STRING;
                 break;
             }
-            if (stopped_by_user) break;
+            if (stopped_by_user || ctx->cancel.exchange(false)) {
+                stopped_by_user = true;
+                break;
+            }
             if (p.n_predict >= 0 && n >= p.n_predict) break;
             if (ctx->n_past >= ctx->cache.n_ctx) {
                 res.stop_reason = LB_STOP_CONTEXT_FULL;
@@ -356,6 +363,7 @@ lb_status lb_generate(lb_context* ctx, lb_sampler* smpl, const int32_t* prompt, 
         }
         return LB_OK;
     });
+    if (st == LB_ERR_CANCELLED) res.stop_reason = LB_STOP_CANCELLED;  // also when the prompt was cancelled
     if (result && (st == LB_OK || st == LB_ERR_CANCELLED)) *result = res;
     return st;
 }

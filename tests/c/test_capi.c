@@ -282,6 +282,70 @@ static void test_info_tokens_chat(const lb_model* m) {
     }
 }
 
+/* ---- cancellation from another thread: on_token waits at the 4th token until the other thread
+ * has called lb_context_cancel(); the generation loop must then stop before sampling again ---- */
+typedef struct Canceller {
+    lb_context* ctx;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int n_tokens, ready, cancelled;
+} Canceller;
+
+static bool cancel_on_token(int32_t token, void* user) {
+    Canceller* k = (Canceller*)user;
+    (void)token;
+    if (++k->n_tokens == 4) {
+        pthread_mutex_lock(&k->mu);
+        k->ready = 1;
+        pthread_cond_broadcast(&k->cv);
+        while (!k->cancelled) pthread_cond_wait(&k->cv, &k->mu);
+        pthread_mutex_unlock(&k->mu);
+    }
+    return true;
+}
+
+static void* cancel_thread(void* arg) {
+    Canceller* k = (Canceller*)arg;
+    pthread_mutex_lock(&k->mu);
+    while (!k->ready) pthread_cond_wait(&k->cv, &k->mu);
+    lb_context_cancel(k->ctx);
+    k->cancelled = 1;
+    pthread_cond_broadcast(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+    return NULL;
+}
+
+static void test_cancel_from_thread(const lb_model* m) {
+    Canceller k;
+    pthread_t th;
+    lb_sampler* s = greedy_sampler(m);
+    lb_generate_params gp = lb_generate_default_params();
+    lb_generate_result res;
+    memset(&k, 0, sizeof k);
+    pthread_mutex_init(&k.mu, NULL);
+    pthread_cond_init(&k.cv, NULL);
+    CHECK_ST(lb_context_create(m, NULL, &k.ctx), LB_OK, NULL);
+    gp.on_token = cancel_on_token;
+    gp.user_data = &k;
+    CHECK(pthread_create(&th, NULL, cancel_thread, &k) == 0);
+    CHECK_ST(lb_generate_text(k.ctx, s, kPrompt, &gp, &res), LB_ERR_CANCELLED, "cancelled");
+    pthread_join(th, NULL);
+    CHECK(res.stop_reason == LB_STOP_CANCELLED && res.n_generated == 4 && k.n_tokens == 4);
+    CHECK(res.last_token == kGreedy[7] && lb_context_pos(k.ctx) == 5 + 3);
+    /* the context goes on: the 4th token (streamed, not evaluated) and on */
+    {
+        Rec r;
+        const int32_t fourth = res.last_token;
+        lb_generate_params gp2 = rec_params(&r, 3);
+        CHECK_ST(lb_generate(k.ctx, s, &fourth, 1, &gp2, &res), LB_OK, NULL);
+        CHECK(r.n_ids == 3 && memcmp(r.ids, kGreedy + 8, 3 * sizeof(int32_t)) == 0);
+    }
+    lb_context_free(k.ctx);
+    lb_sampler_free(s);
+    pthread_cond_destroy(&k.cv);
+    pthread_mutex_destroy(&k.mu);
+}
+
 /* ---- greedy generation: README ids, the CLI's output, the step-by-step path ------------------------- */
 static void test_greedy(const lb_model* m) {
     lb_context* c = NULL;
@@ -740,6 +804,7 @@ int main(int argc, char** argv) {
     if (!m) return 1;
     test_info_tokens_chat(m);
     test_greedy(m);
+    test_cancel_from_thread(m);
     test_load_variants();
     test_misuse(m);
     test_threads(m);
