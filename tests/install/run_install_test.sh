@@ -22,7 +22,10 @@ for exe in chat chat_static; do
   [ -n "$out" ]
 done
 # the static example does not need the shared library
-! ldd "$tmp/cm/chat_static" | grep -q liblowbit
+if ldd "$tmp/cm/chat_static" | grep -q liblowbit; then
+  echo "chat_static is linked against liblowbit.so"
+  exit 1
+fi
 
 # pkg-config
 if ! command -v pkg-config >/dev/null 2>&1; then
