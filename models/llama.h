@@ -101,6 +101,14 @@ class LlamaModel {
     static std::unique_ptr<LlamaModel> from_checkpoint(LlamaCheckpoint&& ck);
     // Maps a .lbf file (formats/lbf.h) and uses its tensors in place.
     static std::unique_ptr<LlamaModel> load_lbf(const std::string& path);
+    // Uses the tensors of an open .lbf file in place and keeps the file (a mapping, or a
+    // from_memory view whose memory the caller keeps alive longer than the model).
+    static std::unique_ptr<LlamaModel> from_lbf(std::unique_ptr<LbfFile> file);
+    const LbfFile* file() const { return file_.get(); }  // nullptr for a model from a checkpoint
+
+    // Thread safety: after construction a LlamaModel is never written (weights are read through
+    // const pointers; graphs, caches, thread pools and scratch belong to their users), so any
+    // number of threads may build LlamaGraph / LlamaDecoder objects over one model and run them.
 
     LlamaModel(const LlamaModel&) = delete;
     LlamaModel& operator=(const LlamaModel&) = delete;

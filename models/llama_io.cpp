@@ -79,9 +79,12 @@ LlamaHParams llama_hparams_from_lbf(const LbfFile& f) {
     return hp;
 }
 
-std::unique_ptr<LlamaModel> LlamaModel::load_lbf(const std::string& path) {
+std::unique_ptr<LlamaModel> LlamaModel::load_lbf(const std::string& path) { return from_lbf(LbfFile::open(path)); }
+
+std::unique_ptr<LlamaModel> LlamaModel::from_lbf(std::unique_ptr<LbfFile> file) {
+    LB_CHECK(file != nullptr, "llama model: no file");
     std::unique_ptr<LlamaModel> m(new LlamaModel());
-    m->file_ = LbfFile::open(path);
+    m->file_ = std::move(file);
     const LbfFile& f = *m->file_;
     m->hp = llama_hparams_from_lbf(f);
     m->bind(

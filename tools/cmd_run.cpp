@@ -1,10 +1,10 @@
-// cmd_run.cpp: `lowbit run`: text generation from a .lbf model. The prompt is evaluated as one
-// batch (a LlamaGraph of the prompt's length), then tokens are decoded one at a time with the
-// allocation-free LlamaDecoder and streamed to stdout as they come (only whole UTF-8 characters, and
-// text that could still become a stop string is held back). Generation stops at an end token (EOS,
-// BOS, <|eot_id|>, <|im_end|>), a stop string, -n tokens, or a full context. A timing line goes to
-// stderr. `--chat` reads user lines from stdin and keeps the KV cache across turns: each turn only
-// evaluates its own new tokens.
+// cmd_run.cpp: `lowbit run`: text generation from a .lbf model, built on the public C API
+// (include/lowbit.h): lb_model_load, lb_tokenize, lb_generate (the prompt evaluated as one batch,
+// then tokens decoded one at a time and streamed to stdout as they come: only whole UTF-8
+// characters, and text that could still become a stop string is held back), the lb_sampler chain and
+// lb_chat_tokenize. Generation stops at an end token (EOS, BOS, <|eot_id|>, <|im_end|>), a stop
+// string, -n tokens, or a full context. A timing line goes to stderr. `--chat` reads user lines from
+// stdin and keeps the KV cache across turns: each turn only evaluates its own new tokens.
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,20 +24,18 @@
 #include <vector>
 
 #include "core/error.h"
-#include "core/threadpool.h"
-#include "formats/lbf.h"
+#include "include/lowbit.h"
 #include "models/chat.h"
-#include "models/llama.h"
-#include "models/sampler.h"
-#include "models/tokenizer.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 
 namespace lb {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+// An API failure becomes the CLI's error (lb_last_error() says what was wrong).
+void check(lb_status st) {
+    if (st != LB_OK) throw Error(lb_last_error());
+}
 
 void usage(FILE* f) {
     std::fprintf(f,
@@ -67,7 +65,7 @@ struct Options {
     bool have_prompt = false, chat = false, no_bos = false, verbose_prompt = false;
     int64_t n_predict = -1, n_ctx = 0;  // 0: the model's
     int threads = 0;
-    SamplerParams sp;
+    lb_sampler_params sp = lb_sampler_default_params();
     bool have_seed = false;
     std::vector<std::string> stops;
 };
@@ -94,7 +92,8 @@ bool parse(int argc, char** argv, Options& o) {
             o.chat = true;
         } else if (a == "--chat-template") {
             o.chat_template = val();
-            chat_template_from_name(o.chat_template);  // checks the name now
+            const char* family;  // checks the name now
+            check(lb_chat_template(nullptr, o.chat_template.c_str(), &family));
         } else if (a == "-n" || a == "--n-predict") {
             o.n_predict = parse_int(val(), "-n", -1, int64_t(1) << 40);
         } else if (a == "-c" || a == "--ctx-size") {
@@ -132,121 +131,67 @@ bool parse(int argc, char** argv, Options& o) {
     }
     LB_CHECK(!o.model.empty(), "no model: give -m MODEL.lbf");
     LB_CHECK(o.have_prompt || o.chat, "no prompt: give -p TEXT, -f FILE or --chat");
-    o.sp.validate();
     return true;
 }
+
+// The handles of one run, freed in reverse order.
+struct Session {
+    lb_model* model = nullptr;
+    lb_context* ctx = nullptr;
+    lb_sampler* smpl = nullptr;
+    ~Session() {
+        lb_sampler_free(smpl);
+        lb_context_free(ctx);
+        lb_model_free(model);
+    }
+};
 
 struct Stats {
     int64_t n_prompt = 0, n_gen = 0;
     double t_prompt = 0, t_gen = 0;
 };
 
+// Generates after `ids` (evaluated first) and streams the text to stdout.
 class Runner {
  public:
-    Runner(const Options& o, const LlamaModel& m, const Tokenizer& tok, int64_t n_ctx)
-        : o_(o),
-          m_(m),
-          tok_(tok),
-          cache_(m.hp, n_ctx),
-          dec_(m, cache_, o.threads),
-          pool_(o.threads),
-          sampler_(o.sp, m.hp.n_vocab),
-          stream_(o.stops, [](const char* p, size_t n) {
-              std::fwrite(p, 1, n, stdout);
-              std::fflush(stdout);
-          }) {
-        auto add_end = [&](int32_t id) {
-            if (id >= 0 && id < m.hp.n_vocab) end_ids_.push_back(id);
+    Runner(const Options& o, Session& s) : s_(s) {
+        for (const std::string& st : o.stops) stops_.push_back(st.c_str());
+        gp_ = lb_generate_default_params();
+        gp_.n_predict = o.n_predict > INT32_MAX ? -1 : int32_t(o.n_predict);  // the context ends it first
+        gp_.stop = stops_.data();
+        gp_.n_stop = stops_.size();
+        gp_.on_text = [](const char* p, size_t n, void*) {
+            std::fwrite(p, 1, n, stdout);
+            std::fflush(stdout);
+            return true;
         };
-        add_end(tok.eos());
-        add_end(tok.bos());  // llama2.c models end a story by starting the next one
-        add_end(tok.find("<|eot_id|>"));
-        add_end(tok.find("<|im_end|>"));
-        const TokenizerData& d = tok.data();
-        strip_after_bos_ = d.kind == "spm" && d.add_dummy_prefix;
     }
 
-    int64_t n_past() const { return n_past_; }
-    int64_t n_ctx() const { return cache_.n_ctx; }
-    Stats& stats() { return stats_; }
+    int64_t n_past() const { return lb_context_pos(s_.ctx); }
+    int64_t n_ctx() const { return lb_context_n_ctx(s_.ctx); }
+    const Stats& stats() const { return stats_; }
 
-    // Evaluates `ids` after what is in the cache; the logits of the last one are then ready.
-    void feed(const std::vector<int32_t>& ids) {
-        if (ids.empty()) return;
-        const int64_t n = int64_t(ids.size());
-        LB_CHECK(n_past_ + n <= cache_.n_ctx,
-                 "the prompt is %lld tokens and %lld are in the context already: more than the context of %lld "
+    // Evaluates `ids` after what is in the cache, then generates up to -n tokens. The end token,
+    // when one is sampled, is neither printed nor put in the cache.
+    void generate(const std::vector<int32_t>& ids) {
+        LB_CHECK(n_past() + int64_t(ids.size()) <= n_ctx(),
+                 "the prompt is %zu tokens and %lld are in the context already: more than the context of %lld "
                  "tokens (-c)",
-                 (long long)n, (long long)n_past_, (long long)cache_.n_ctx);
-        for (int32_t id : ids)
-            LB_CHECK(id >= 0 && id < m_.hp.n_vocab, "prompt token %d is outside the model's vocabulary of %lld", id,
-                     (long long)m_.hp.n_vocab);
-        const auto t0 = Clock::now();
-        if (n == 1) {
-            logits_ = dec_.eval(ids[0], n_past_, pool_);
-        } else {
-            LlamaGraphOptions go;
-            go.n_tokens = n;
-            go.n_kv = n_past_ + n;
-            go.all_logits = false;
-            go.max_threads = o_.threads;
-            LlamaGraph g(m_, cache_, go);
-            logits_ = g.eval(ids.data(), n_past_, pool_);
-            last_logits_.assign(logits_, logits_ + m_.hp.n_vocab);  // the graph goes away
-            logits_ = last_logits_.data();
-        }
-        stats_.t_prompt += seconds_since(t0);
-        stats_.n_prompt += n;
-        n_past_ += n;
-        last_fed_ = ids.back();
-        for (int32_t id : ids) sampler_.accept(id);
-    }
-
-    // Generates up to n_predict tokens (-1: no limit) after feed() and streams them to stdout. The
-    // end token, when one is sampled, is neither printed nor put in the cache.
-    void generate(int64_t n_predict) {
-        const auto t0 = Clock::now();
-        int64_t n = 0;
-        while (n_predict < 0 || n < n_predict) {
-            const int32_t t = sampler_.sample(logits_);
-            if (std::find(end_ids_.begin(), end_ids_.end(), t) != end_ids_.end()) break;
-            sampler_.accept(t);
-            ++n;
-            // an spm text starts with the dummy-prefix space: not printed right after BOS (run.c)
-            const std::string& piece = tok_.token_to_piece(t);
-            const size_t skip = strip_after_bos_ && last_fed_ == tok_.bos() && !piece.empty() && piece[0] == ' ' &&
-                                tok_.type(t) != TokenType::byte;
-            if (stream_.push(piece.data() + skip, piece.size() - skip)) break;
-            if (n_predict >= 0 && n >= n_predict) break;
-            if (n_past_ >= cache_.n_ctx) {
-                stream_.flush();
-                std::fprintf(stderr, "\n[context full: %lld tokens]\n", (long long)cache_.n_ctx);
-                break;
-            }
-            logits_ = dec_.eval(t, n_past_, pool_);
-            ++n_past_;
-            last_fed_ = t;
-        }
-        stream_.flush();
-        stats_.t_gen += seconds_since(t0);
-        stats_.n_gen += n;
+                 ids.size(), (long long)n_past(), (long long)n_ctx());
+        lb_generate_result r;
+        check(lb_generate(s_.ctx, s_.smpl, ids.data(), int32_t(ids.size()), &gp_, &r));
+        stats_.n_prompt += r.n_prompt;
+        stats_.t_prompt += r.t_prompt_s;
+        stats_.n_gen += r.n_generated;
+        stats_.t_gen += r.t_generate_s;
+        if (r.stop_reason == LB_STOP_CONTEXT_FULL)
+            std::fprintf(stderr, "\n[context full: %lld tokens]\n", (long long)n_ctx());
     }
 
  private:
-    const Options& o_;
-    const LlamaModel& m_;
-    const Tokenizer& tok_;
-    KvCache cache_;
-    LlamaDecoder dec_;
-    ThreadPool pool_;
-    Sampler sampler_;
-    TextStream stream_;
-    std::vector<int32_t> end_ids_;
-    std::vector<float> last_logits_;
-    const float* logits_ = nullptr;
-    int64_t n_past_ = 0;
-    int32_t last_fed_ = -1;  // the last token in the cache
-    bool strip_after_bos_ = false;
+    Session& s_;
+    std::vector<const char*> stops_;
+    lb_generate_params gp_;
     Stats stats_;
 };
 
@@ -258,9 +203,28 @@ void print_timing(const Stats& s) {
                  rate(s.n_gen, s.t_gen));
 }
 
-void show_tokens(const Tokenizer& tok, const std::vector<int32_t>& ids) {
+void show_tokens(const lb_model* m, const std::vector<int32_t>& ids) {
     std::fprintf(stderr, "prompt: %zu tokens\n", ids.size());
-    for (int32_t id : ids) std::fprintf(stderr, "%6d -> '%s'\n", id, tok.data().tokens[size_t(id)].c_str());
+    for (int32_t id : ids) {
+        const char* text = "";
+        check(lb_token_text(m, id, &text));
+        std::fprintf(stderr, "%6d -> '%s'\n", id, text);
+    }
+}
+
+// The API's two-call convention: ask for the size when the first guess is too small.
+template <class Fill>
+std::vector<int32_t> get_tokens(size_t guess, Fill fill) {
+    std::vector<int32_t> ids(guess);
+    size_t n = 0;
+    lb_status st = fill(ids.data(), ids.size(), &n);
+    if (st == LB_ERR_BUFFER_TOO_SMALL) {
+        ids.resize(n);
+        st = fill(ids.data(), ids.size(), &n);
+    }
+    check(st);
+    ids.resize(n);
+    return ids;
 }
 
 std::string read_file(const std::string& path) {
@@ -275,30 +239,6 @@ void check_utf8(const std::string& s, const char* what) {
              u.malformed ? "a malformed" : "an unfinished", u.complete);
 }
 
-// A llama2 chat prompt: the text between the BOS / EOS markers is encoded piece by piece, so that
-// an spm tokenizer gives each piece its dummy-prefix space as Meta's reference encoder does
-// ("<s>[INST] Hi [/INST]" -> <s> "▁[INST] Hi [/INST]").
-std::vector<int32_t> encode_llama2_chat(const Tokenizer& tok, const std::string& text, const std::string& bos_text,
-                                        const std::string& eos_text) {
-    std::vector<int32_t> ids;
-    size_t i = 0;
-    while (i < text.size()) {
-        size_t next = text.size(), len = 0;
-        int32_t id = -1;
-        for (auto [marker, mid] : {std::make_pair(&bos_text, tok.bos()), std::make_pair(&eos_text, tok.eos())}) {
-            if (marker->empty() || mid < 0) continue;
-            const size_t at = text.find(*marker, i);
-            if (at < next) next = at, len = marker->size(), id = mid;
-        }
-        const std::vector<int32_t> part = tok.encode(std::string_view(text).substr(i, next - i), false, true);
-        ids.insert(ids.end(), part.begin(), part.end());
-        if (id < 0) break;
-        ids.push_back(id);
-        i = next + len;
-    }
-    return ids;
-}
-
 int run(int argc, char** argv) {
     Options o;
     if (!parse(argc, argv, o)) return 0;
@@ -307,42 +247,41 @@ int run(int argc, char** argv) {
     if (!o.prompt_file.empty()) o.prompt = read_file(o.prompt_file);
     if (o.have_prompt) check_utf8(o.prompt, o.prompt_file.empty() ? "the prompt (-p)" : "the prompt file (-f)");
 
-    std::unique_ptr<LbfFile> file = LbfFile::open(o.model);
-    const Metadata& md = file->metadata();
-    std::unique_ptr<LlamaModel> model = LlamaModel::load_lbf(o.model);
-    LB_CHECK(md.contains("tokenizer.kind"), "%s: the model has no tokenizer (metadata key 'tokenizer.kind' not found)",
-             o.model.c_str());
-    const Tokenizer tok = Tokenizer::from_data(tokenizer_data_from_metadata(md));
-    const LlamaHParams& hp = model->hp;
-    const int64_t n_ctx = o.n_ctx ? o.n_ctx : std::min<int64_t>(hp.n_ctx_train, 4096);
-    if (n_ctx > hp.n_ctx_train)
+    Session s;
+    lb_model_params mp = lb_model_default_params();
+    mp.n_threads = o.threads;
+    check(lb_model_load(o.model.c_str(), &mp, &s.model));
+    check(lb_sampler_create(s.model, &o.sp, &s.smpl));
+    lb_model_info info;
+    check(lb_model_get_info(s.model, &info));
+    lb_context_params cp = lb_context_default_params();
+    cp.n_ctx = int32_t(o.n_ctx);
+    check(lb_context_create(s.model, &cp, &s.ctx));
+    const int64_t n_ctx = lb_context_n_ctx(s.ctx);
+    if (n_ctx > info.n_ctx_train)
         std::fprintf(stderr, "warning: -c %lld is longer than the model's training context of %lld\n", (long long)n_ctx,
-                     (long long)hp.n_ctx_train);
+                     (long long)info.n_ctx_train);
 
-    std::optional<ChatTemplate> tmpl;
-    if (o.chat) {
-        const MetaValue* v = md.find("tokenizer.chat_template");
-        const std::string* jt = v ? v->get_if<std::string>() : nullptr;
-        tmpl = chat_template_choose(o.chat_template, jt);
-    }
-    std::fprintf(stderr,
-                 "lowbit run: %s: %lld layers, width %lld, vocabulary %lld; context %lld, %d threads, seed %llu%s%s\n",
-                 o.model.c_str(), (long long)hp.n_layer, (long long)hp.n_embd, (long long)hp.n_vocab, (long long)n_ctx,
-                 o.threads, (unsigned long long)o.sp.seed, tmpl ? ", chat template " : "",
-                 tmpl ? chat_template_name(*tmpl) : "");
+    const char* tmpl = nullptr;  // the chat template family
+    if (o.chat && lb_chat_template(s.model, o.chat_template.c_str(), &tmpl) != LB_OK)
+        throw Error(std::string(lb_last_error()) + " (--chat-template)");
+    std::fprintf(
+        stderr, "lowbit run: %s: %lld layers, width %lld, vocabulary %lld; context %lld, %d threads, seed %llu%s%s\n",
+        o.model.c_str(), (long long)info.n_layer, (long long)info.n_embd, (long long)info.n_vocab, (long long)n_ctx,
+        o.threads, (unsigned long long)o.sp.seed, tmpl ? ", chat template " : "", tmpl ? tmpl : "");
 
-    Runner r(o, *model, tok, n_ctx);
+    Runner r(o, s);
     if (!o.chat) {
-        const bool bos = !o.no_bos && tok.bos() >= 0;
-        std::vector<int32_t> ids = tok.encode(o.prompt, bos);
-        if (o.verbose_prompt) show_tokens(tok, ids);
+        const std::vector<int32_t> ids = get_tokens(o.prompt.size() + 2, [&](int32_t* t, size_t cap, size_t* n) {
+            return lb_tokenize(s.model, o.prompt.data(), o.prompt.size(), !o.no_bos, false, t, cap, n);
+        });
+        if (o.verbose_prompt) show_tokens(s.model, ids);
         LB_CHECK(!ids.empty(), "the prompt is empty (and no BOS is added): nothing to start from");
         LB_CHECK(int64_t(ids.size()) <= n_ctx, "the prompt is %zu tokens, longer than the context of %lld tokens (-c)",
                  ids.size(), (long long)n_ctx);
         std::fwrite(o.prompt.data(), 1, o.prompt.size(), stdout);
         std::fflush(stdout);
-        r.feed(ids);
-        r.generate(o.n_predict);
+        r.generate(ids);
         std::fputc('\n', stdout);
         std::fflush(stdout);
         print_timing(r.stats());
@@ -350,11 +289,8 @@ int run(int argc, char** argv) {
     }
 
     // chat
-    const auto& tokens = tok.data().tokens;
-    const std::string bos_text = tok.bos() >= 0 ? tokens[size_t(tok.bos())] : std::string();
-    const std::string eos_text = tok.eos() >= 0 ? tokens[size_t(tok.eos())] : std::string();
-    std::vector<ChatMessage> first;
-    if (o.have_prompt) first.push_back({"system", o.prompt});
+    std::vector<lb_chat_message> first;
+    if (o.have_prompt) first.push_back({"system", o.prompt.c_str()});
     const bool tty = ::isatty(0);
     bool first_turn = true;
     struct LineBuf {
@@ -373,24 +309,21 @@ int run(int argc, char** argv) {
             std::fprintf(stderr, "lowbit run: the input line is not valid UTF-8; ignored\n");
             continue;
         }
-        std::vector<ChatMessage> msgs = first_turn ? first : std::vector<ChatMessage>();
-        msgs.push_back({"user", user});
-        const std::string text = first_turn ? chat_render(*tmpl, msgs, true, bos_text, eos_text)
-                                            : chat_render_continuation(*tmpl, msgs, bos_text, eos_text);
-        // chatml prompts carry no BOS text: add the tokenizer's BOS at the start when it asks for one
-        const bool add_bos = first_turn && *tmpl == ChatTemplate::chatml && tok.data().add_bos && !o.no_bos;
-        const std::vector<int32_t> ids = *tmpl == ChatTemplate::llama2
-                                             ? encode_llama2_chat(tok, text, bos_text, eos_text)
-                                             : tok.encode(text, add_bos, true);
-        if (o.verbose_prompt) show_tokens(tok, ids);
+        std::vector<lb_chat_message> msgs = first_turn ? first : std::vector<lb_chat_message>();
+        msgs.push_back({"user", user.c_str()});
+        // the first turn is the whole conversation; later ones close the reply and continue
+        const unsigned flags = (first_turn ? 0u : LB_CHAT_CONTINUATION) | (o.no_bos ? LB_CHAT_NO_BOS : 0u);
+        const std::vector<int32_t> ids = get_tokens(256, [&](int32_t* t, size_t cap, size_t* n) {
+            return lb_chat_tokenize(s.model, tmpl, msgs.data(), msgs.size(), flags, t, cap, n);
+        });
+        if (o.verbose_prompt) show_tokens(s.model, ids);
         if (r.n_past() + int64_t(ids.size()) > r.n_ctx()) {
             std::fprintf(stderr, "lowbit run: the context is full (%lld of %lld tokens used); the conversation ends\n",
                          (long long)r.n_past(), (long long)r.n_ctx());
             break;
         }
-        r.feed(ids);
         first_turn = false;
-        r.generate(o.n_predict);
+        r.generate(ids);
         std::fputc('\n', stdout);
         std::fflush(stdout);
         if (r.n_past() >= r.n_ctx()) break;
