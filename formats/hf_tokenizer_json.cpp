@@ -286,12 +286,30 @@ TokenizerData hf_tokenizer_json_data(const std::string& text, const std::string&
         }
     }
 
-    if (!byte_fallback) {
+    // byte-level: no byte fallback, or a ByteLevel pre-tokenizer, whose alphabet covers every byte
+    // so that byte fallback never applies (transformers writes byte_fallback true with ByteLevel when
+    // it builds a tokenizer.json from a GGUF vocabulary)
+    const json* pre_tok = member(root, "pre_tokenizer");
+    bool byte_level_pre = false;
+    if (pre_tok && pre_tok->is_object()) {
+        const json* ty = member(*pre_tok, "type");
+        const json* list = member(*pre_tok, "pretokenizers");
+        byte_level_pre = ty && ty->is_string() && ty->get<std::string>() == "ByteLevel";
+        if (list && list->is_array())
+            for (const json& e : *list) {
+                const json* t = e.is_object() ? member(e, "type") : nullptr;
+                byte_level_pre = byte_level_pre || (t && t->is_string() && t->get<std::string>() == "ByteLevel");
+            }
+    }
+    if (!byte_fallback || byte_level_pre) {
         d.kind = "bpe";
         const json* norm = member(root, "normalizer");
-        LB_CHECK(!norm || norm->is_null(), "%s: normalizer %s is not supported for byte-level BPE (supported: null)",
-                 origin.c_str(), norm ? brief(*norm).c_str() : "");
-        const json* pre = member(root, "pre_tokenizer");
+        const json* norms = norm && norm->is_object() ? member(*norm, "normalizers") : nullptr;
+        const bool empty_seq = norms && norms->is_array() && norms->empty();  // Sequence([]) = none
+        LB_CHECK(!norm || norm->is_null() || empty_seq,
+                 "%s: normalizer %s is not supported for byte-level BPE (supported: null)", origin.c_str(),
+                 norm ? brief(*norm).c_str() : "");
+        const json* pre = pre_tok;
         LB_CHECK(pre && !pre->is_null(),
                  "%s: model.type BPE without byte_fallback and without a pre_tokenizer is not supported (supported: "
                  "byte-level BPE, or byte-fallback BPE with \u2581 for spaces)",

@@ -32,6 +32,8 @@ void LlamaHParams::validate() const {
              (long long)head_dim());
     LB_CHECK(std::isfinite(rms_eps) && rms_eps >= 0, "llama hyper-parameters: rms_eps %g must be finite and >= 0",
              double(rms_eps));
+    LB_CHECK(std::isfinite(proj_norm_eps) && proj_norm_eps >= 0,
+             "llama hyper-parameters: proj_norm_eps %g must be finite and >= 0", double(proj_norm_eps));
     LB_CHECK(std::isfinite(rope_theta) && rope_theta > 0, "llama hyper-parameters: rope_theta %g must be > 0",
              double(rope_theta));
     LB_CHECK(std::isfinite(rope_freq_scale) && rope_freq_scale > 0,
@@ -81,6 +83,37 @@ void LlamaModel::bind(const std::function<WeightRef(const std::string&)>& lookup
         init_weight(t, r.type, r.params, uint64_t(n), uint64_t(k), r.data);
         set_name(t, name.c_str());
     };
+    auto vec = [&](Tensor& t, const std::string& name, int64_t n) {
+        WeightRef r = get(name, {uint64_t(n)});
+        LB_CHECK(is_float_type(r.type), "%s: tensor '%s' is %s, a vector must be f32/f16/bf16", origin.c_str(),
+                 name.c_str(), type_name(r.type));
+        const int64_t ne[1] = {n};
+        init_tensor(t, r.type, 1, ne, const_cast<void*>(r.data));
+        set_name(t, name.c_str());
+    };
+    // a layer projection "blk.L.P" [k -> n] with its optional bias and low-rank adapter
+    auto linear = [&](LlamaLinear& l, const std::string& pre, int64_t k, int64_t n) {
+        matrix(l.w, pre + ".weight", k, n);
+        l.has_bias = lookup(pre + ".bias").found;
+        if (l.has_bias) vec(l.bias, pre + ".bias", n);
+        const WeightRef a = lookup(pre + ".lora_a"), b = lookup(pre + ".lora_b");
+        l.has_lora = a.found || b.found;
+        if (!l.has_lora) return;
+        LB_CHECK(a.found && b.found && a.dims.size() == 2,
+                 "%s: '%s' needs both lora_a [%lld, r] and lora_b [r, %lld] (2-D)", origin.c_str(), pre.c_str(),
+                 (long long)k, (long long)n);
+        const int64_t r = int64_t(a.dims[1]);
+        LB_CHECK(r >= 1 && r <= std::min(k, n) && is_float_type(a.type) && is_float_type(b.type),
+                 "%s: '%s.lora_a' rank %lld (types %s, %s): needs 1..%lld and float types", origin.c_str(),
+                 pre.c_str(), (long long)r, type_name(a.type), type_name(b.type), (long long)std::min(k, n));
+        matrix(l.lora_a, pre + ".lora_a", k, r);
+        matrix(l.lora_b, pre + ".lora_b", r, n);
+        const WeightRef s = get(pre + ".lora_scale", {1});
+        LB_CHECK(s.type == Type::f32, "%s: '%s.lora_scale' is %s, expected f32", origin.c_str(), pre.c_str(),
+                 type_name(s.type));
+        std::memcpy(&l.lora_scale, s.data, 4);
+        LB_CHECK(std::isfinite(l.lora_scale), "%s: '%s.lora_scale' is not finite", origin.c_str(), pre.c_str());
+    };
     const int64_t D = hp.n_embd, F = hp.n_ff, Q = hp.n_head * hp.head_dim(), KV = hp.kv_dim();
     matrix(tok_embd, "token_embd.weight", D, hp.n_vocab);
     norm(output_norm, "output_norm.weight");
@@ -98,13 +131,13 @@ void LlamaModel::bind(const std::function<WeightRef(const std::string&)>& lookup
         const std::string p = "blk." + std::to_string(il) + ".";
         norm(L.attn_norm, p + "attn_norm.weight");
         norm(L.ffn_norm, p + "ffn_norm.weight");
-        matrix(L.wq.w, p + "attn_q.weight", D, Q);
-        matrix(L.wk.w, p + "attn_k.weight", D, KV);
-        matrix(L.wv.w, p + "attn_v.weight", D, KV);
-        matrix(L.wo.w, p + "attn_output.weight", Q, D);
-        matrix(L.ffn_gate.w, p + "ffn_gate.weight", D, F);
-        matrix(L.ffn_up.w, p + "ffn_up.weight", D, F);
-        matrix(L.ffn_down.w, p + "ffn_down.weight", F, D);
+        linear(L.wq, p + "attn_q", D, Q);
+        linear(L.wk, p + "attn_k", D, KV);
+        linear(L.wv, p + "attn_v", D, KV);
+        linear(L.wo, p + "attn_output", Q, D);
+        linear(L.ffn_gate, p + "ffn_gate", D, F);
+        linear(L.ffn_up, p + "ffn_up", D, F);
+        linear(L.ffn_down, p + "ffn_down", F, D);
     }
 }
 
@@ -166,10 +199,19 @@ Tensor* LlamaGraph::leaf(const Tensor& w, const char* name) {
     return g_.weight(name, w.type, w.qp, uint64_t(w.ne[1]), uint64_t(w.ne[0]), w.data);
 }
 
-// Every projection of the model goes through here. OneBit (value vectors + LayerNorm) and HQQ+
-// (low-rank adapter) will extend LlamaLinear and add their ops here; today it is y = W x.
-Tensor* LlamaGraph::project(const LlamaLinear& l, Tensor* x, const char* name) {
-    return g_.mul_mat(leaf(l.w, name), x);
+// Every projection of the model goes through here (the variants: see LlamaLinear in llama.h).
+// `name` is the projection's prefix ("blk.0.attn_q"); the classifier has no variants.
+Tensor* LlamaGraph::project(const LlamaLinear& l, Tensor* x, const std::string& name, bool layer) {
+    Tensor* y = g_.mul_mat(leaf(l.w, (name + ".weight").c_str()), x);
+    if (!layer) return y;
+    if (m_.hp.proj_norm_eps > 0) y = g_.layer_norm(y, m_.hp.proj_norm_eps);
+    if (l.has_lora) {
+        Tensor* t = g_.mul_mat(leaf(l.lora_a, (name + ".lora_a").c_str()), x);  // [r, n]
+        Tensor* u = g_.mul_mat(leaf(l.lora_b, (name + ".lora_b").c_str()), t);  // [N, n]
+        y = g_.add(y, g_.scale(u, l.lora_scale));
+    }
+    if (l.has_bias) y = g_.add(y, leaf(l.bias, (name + ".bias").c_str()));
+    return y;
 }
 
 Tensor* LlamaGraph::attention(int64_t il, Tensor* h) {
@@ -180,9 +222,9 @@ Tensor* LlamaGraph::attention(int64_t il, Tensor* h) {
     const uint64_t es = type_size(cache_.type), base = uint64_t(il) * cache_.layer_bytes();
     const std::string p = "blk." + std::to_string(il) + ".";
 
-    Tensor* q = project(L.wq, h, (p + "attn_q.weight").c_str());  // [H*hd, n]
-    Tensor* k = project(L.wk, h, (p + "attn_k.weight").c_str());  // [KV, n]
-    Tensor* v = project(L.wv, h, (p + "attn_v.weight").c_str());  // [KV, n]
+    Tensor* q = project(L.wq, h, p + "attn_q");  // [H*hd, n]
+    Tensor* k = project(L.wk, h, p + "attn_k");  // [KV, n]
+    Tensor* v = project(L.wv, h, p + "attn_v");  // [KV, n]
     q = g_.rope(g_.reshape(q, {hd, H, n}), pos_, int(hd), hp.rope_mode, hp.rope_theta, hp.rope_freq_scale);
     k = g_.rope(g_.reshape(k, {hd, Hkv, n}), pos_, int(hd), hp.rope_mode, hp.rope_theta, hp.rope_freq_scale);
 
@@ -203,7 +245,7 @@ Tensor* LlamaGraph::attention(int64_t il, Tensor* h) {
     Tensor* pr = g_.softmax(kq, pos_, 1.0f / std::sqrt(float(hd)));
     Tensor* o = g_.mul_mat(V, pr);                                    // [hd, n, H]
     o = g_.reshape(g_.cont(g_.permute(o, 0, 2, 1, 3)), {hd * H, n});  // [H*hd, n]
-    return project(L.wo, o, (p + "attn_output.weight").c_str());
+    return project(L.wo, o, p + "attn_output");
 }
 
 LlamaGraph::LlamaGraph(const LlamaModel& m, KvCache& cache, const LlamaGraphOptions& opt)
@@ -233,13 +275,13 @@ LlamaGraph::LlamaGraph(const LlamaModel& m, KvCache& cache, const LlamaGraphOpti
         Tensor* h = g_.mul(g_.rms_norm(x, eps), leaf(L.attn_norm, (p + "attn_norm.weight").c_str()));
         x = g_.add(x, attention(il, h));
         h = g_.mul(g_.rms_norm(x, eps), leaf(L.ffn_norm, (p + "ffn_norm.weight").c_str()));
-        Tensor* gate = project(L.ffn_gate, h, (p + "ffn_gate.weight").c_str());
-        Tensor* up = project(L.ffn_up, h, (p + "ffn_up.weight").c_str());
-        x = g_.add(x, project(L.ffn_down, g_.swiglu(gate, up), (p + "ffn_down.weight").c_str()));
+        Tensor* gate = project(L.ffn_gate, h, p + "ffn_gate");
+        Tensor* up = project(L.ffn_up, h, p + "ffn_up");
+        x = g_.add(x, project(L.ffn_down, g_.swiglu(gate, up), p + "ffn_down"));
     }
     if (!opt_.all_logits && n > 1) x = g_.view(x, {D, 1}, {uint64_t(D) * 4}, uint64_t((n - 1) * D) * 4);
     x = g_.mul(g_.rms_norm(x, eps), leaf(m.output_norm, "output_norm.weight"));
-    logits_ = project(m.output, x, hp.tied_output ? "output.weight(tied)" : "output.weight");  // [n_vocab, n]
+    logits_ = project(m.output, x, hp.tied_output ? "output(tied)" : "output", false);  // [n_vocab, n]
     g_.output(logits_);
     g_.plan(opt_.max_threads);
 }

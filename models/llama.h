@@ -26,6 +26,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/graph.h"
@@ -51,6 +52,9 @@ struct LlamaHParams {
     float rope_freq_scale = 1.0f;  // linear position scaling
     RopeMode rope_mode = rope_interleaved;
     bool tied_output = true;  // lm_head = token_embd
+    // OneBit: a parameter-free LayerNorm (biased variance, this eps) over the outputs of every
+    // projection of every layer (q, k, v, o, gate, up, down), before its bias; 0 = none
+    float proj_norm_eps = 0.0f;
 
     int64_t head_dim() const { return n_embd / n_head; }
     int64_t kv_dim() const { return head_dim() * n_head_kv; }
@@ -71,17 +75,29 @@ struct LlamaCheckpoint {
     LlamaHParams hp;
     std::vector<CheckpointTensor> tensors;
     std::string source;                      // provenance ("llama2.c legacy checkpoint stories260K.bin")
+    // more provenance, written as "general.<key>" strings (source.family, source.layout,
+    // source.dtype, converter.version, ...)
+    std::vector<std::pair<std::string, std::string>> provenance;
     std::optional<TokenizerData> tokenizer;  // written as tokenizer.* metadata when present
     std::string chat_template;               // tokenizer.chat_template when not empty
     const CheckpointTensor* find(const std::string& name) const;
 };
 
 // ---- a loaded model ----------------------------------------------------------------------------
-// A projection. Low-bit variants hang their extra pieces here (OneBit: input/output value vectors
-// and the parameter-free LayerNorm after it; HQQ+: the low-rank adapter); for now a projection is
-// its weight and the graph builder's project() is y = W x. See LlamaGraph::project.
+// A projection of a layer (LlamaGraph::project):
+//   y = W x                                   W: weight [K, N] of any type (OneBit: the sign type,
+//                                             whose input/output value vectors are part of it)
+//   y = layer_norm(y)                         when hp.proj_norm_eps > 0 (OneBit)
+//   y = y + lora_scale * (B (A x))            when the HQQ+ adapter covers it: A [K, r], B [r, N]
+//   y = y + bias                              when there is a bias [N]
+// Optional tensors of projection "blk.L.P": blk.L.P.bias (f32/f16/bf16 [N]), blk.L.P.lora_a
+// ([K, r] float), blk.L.P.lora_b ([r, N] float), blk.L.P.lora_scale (f32 [1]); a and b come together.
 struct LlamaLinear {
     Tensor w;  // [K, N] of any lowbit type
+    bool has_bias = false, has_lora = false;
+    Tensor bias;          // [N]
+    Tensor lora_a, lora_b;  // [K, r], [r, N]
+    float lora_scale = 0.0f;
 };
 
 struct LlamaLayer {
@@ -182,7 +198,8 @@ class LlamaGraph {
 
  private:
     Tensor* leaf(const Tensor& w, const char* name);
-    Tensor* project(const LlamaLinear& l, Tensor* x, const char* name);  // the per-projection hook
+    // the per-projection hook; `layer`: a layer projection (variants apply), else the classifier
+    Tensor* project(const LlamaLinear& l, Tensor* x, const std::string& name, bool layer = true);
     Tensor* attention(int64_t il, Tensor* h);
 
     const LlamaModel& m_;

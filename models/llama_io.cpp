@@ -16,6 +16,11 @@
 //   llama.rope.mode                        string  "interleaved" (adjacent pairs: Meta, llama2.c,
 //                                                  GGUF llama) or "neox" (halves: HF)
 //   llama.output_tied                      bool    true: no output.weight, lm_head = token_embd
+//   llama.projection_norm_epsilon          f32     optional (OneBit): eps of the parameter-free
+//                                                  LayerNorm after every layer projection; absent = none
+//   general.<key>                          string  optional provenance (LlamaCheckpoint::provenance):
+//                                                  source.family, source.layout, source.dtype,
+//                                                  converter.version, ...
 // Tensor names and orientation: models/llama.h.
 #include <cstring>
 
@@ -43,6 +48,8 @@ void save_llama_lbf(const LlamaCheckpoint& ck, const std::string& path) {
     w.set("llama.rope.freq_scale", hp.rope_freq_scale);
     w.set("llama.rope.mode", hp.rope_mode == rope_neox ? "neox" : "interleaved");
     w.set("llama.output_tied", hp.tied_output);
+    if (hp.proj_norm_eps > 0) w.set("llama.projection_norm_epsilon", hp.proj_norm_eps);
+    for (const auto& [k, v] : ck.provenance) w.set("general." + k, v);
     if (ck.tokenizer)
         for (auto& [k, v] : tokenizer_metadata(*ck.tokenizer)) w.set(k, std::move(v));
     if (!ck.chat_template.empty()) w.set("tokenizer.chat_template", ck.chat_template);
@@ -71,6 +78,7 @@ LlamaHParams llama_hparams_from_lbf(const LbfFile& f) {
              mode.c_str());
     hp.rope_mode = mode == "neox" ? rope_neox : rope_interleaved;
     hp.tied_output = md.get_bool("llama.output_tied");
+    if (md.contains("llama.projection_norm_epsilon")) hp.proj_norm_eps = md.get_f32("llama.projection_norm_epsilon");
     try {
         hp.validate();
     } catch (const Error& e) {

@@ -493,6 +493,19 @@ TEST_CASE("tokenizer.json: merges as strings and as pairs; Metaspace form; ignor
     CHECK(p.merges == s.merges);
     CHECK(Tokenizer::from_data(p).encode("abc ab", false) == Ids{4, 5, 3});
 
+    // what transformers writes when it builds a tokenizer.json from a GGUF vocabulary:
+    // byte_fallback true next to a ByteLevel pre-tokenizer, and an empty normalizer Sequence. The
+    // byte-level alphabet covers every byte, so byte fallback never applies: the same byte-level BPE.
+    json gg = toy(json::array({"a b", "ab c"}));
+    gg["model"]["byte_fallback"] = true;
+    gg["normalizer"] = {{"type", "Sequence"}, {"normalizers", json::array()}};
+    const TokenizerData g = hf_tokenizer_json_data(gg.dump(), "t");
+    CHECK(g.kind == "bpe");
+    CHECK(g.pretokenizer == "gpt2");
+    CHECK(Tokenizer::from_data(g).encode("abc ab", false) == Ids{4, 5, 3});
+    gg["normalizer"] = {{"type", "Sequence"}, {"normalizers", json::array({{{"type", "NFC"}}})}};
+    CHECK_THROWS_WITH_AS(hf_tokenizer_json_data(gg.dump(), "t"), doctest::Contains("normalizer"), Error);
+
     // ignore_merges with merges in id order: rank-by-id (tiktoken's rule)
     json im = toy(json::array({"a b", "ab c"}));
     im["model"]["ignore_merges"] = true;

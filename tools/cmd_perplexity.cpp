@@ -34,6 +34,7 @@ void usage(FILE* f) {
                  "  -f, --file FILE           the text (UTF-8), tokenized whole\n"
                  "  -c, --ctx-size N          chunk length; the second half of each chunk is scored (default 512)\n"
                  "  --chunks N                score at most N chunks (default: all)\n"
+                 "  --no-bos                  no BOS, even where the tokenizer adds one (chunks start with text)\n"
                  "  -t, --threads N           threads (default: min(4, cores))\n"
                  "  --save-logits FILE        save the scored logits (a base for --kl-divergence)\n"
                  "  --kl-divergence FILE      KL divergence against base logits saved with --save-logits\n"
@@ -44,6 +45,7 @@ struct Options {
     std::string model, text_file, save_logits, kl_base;
     int64_t n_ctx = 512, chunks = 0;
     int threads = 0;
+    bool no_bos = false;
 };
 
 // returns false if --help was printed
@@ -60,6 +62,8 @@ bool parse(int argc, char** argv, Options& o) {
             o.text_file = val();
         } else if (a == "-c" || a == "--ctx-size") {
             o.n_ctx = parse_int(val(), "-c", 4, 65536);
+        } else if (a == "--no-bos") {
+            o.no_bos = true;
         } else if (a == "--chunks") {
             o.chunks = parse_int(val(), "--chunks", 1, int64_t(1) << 40);
         } else if (a == "-t" || a == "--threads") {
@@ -109,7 +113,7 @@ int run(int argc, char** argv) {
         std::fprintf(stderr, "warning: -c %lld is longer than the model's training context of %lld\n",
                      (long long)o.n_ctx, (long long)hp.n_ctx_train);
 
-    const bool add_bos = tok.data().add_bos && tok.bos() >= 0;
+    const bool add_bos = !o.no_bos && tok.data().add_bos && tok.bos() >= 0;
     const std::vector<int32_t> ids = tok.encode(text, add_bos);
     LB_CHECK(int64_t(ids.size()) >= 2 * o.n_ctx,
              "-f %s: the text is %zu tokens; -c %lld needs at least 2 * %lld = %lld tokens (use a longer text or a "

@@ -2,7 +2,7 @@
 # install_deps.sh: installs what building and testing lowbit needs on Debian 12, idempotently
 # (packages already present are not touched; apt-get update runs only when something is missing).
 set -euo pipefail
-pkgs=(build-essential cmake doctest-dev python3 python3-pip)
+pkgs=(build-essential cmake pkg-config doctest-dev nlohmann-json3-dev python3 python3-pip)
 if [ "${1:-}" = "--test" ]; then
   # tests: NEON kernels cross-built and run under qemu-user; libFuzzer from clang; libsentencepiece
   # (the tokenizer test oracle)
