@@ -36,12 +36,11 @@ std::string hf_to_lb(const std::string& m) {
     int64_t il = 0;
     std::string rest;
     if (!split_layer(m, &il, &rest)) return "";
-    static const char* const kMap[][2] = {
-        {"self_attn.q_proj", "attn_q"},         {"self_attn.k_proj", "attn_k"},
-        {"self_attn.v_proj", "attn_v"},         {"self_attn.o_proj", "attn_output"},
-        {"mlp.gate_proj", "ffn_gate"},          {"mlp.up_proj", "ffn_up"},
-        {"mlp.down_proj", "ffn_down"},          {"input_layernorm", "attn_norm"},
-        {"post_attention_layernorm", "ffn_norm"}};
+    static const char* const kMap[][2] = {{"self_attn.q_proj", "attn_q"},          {"self_attn.k_proj", "attn_k"},
+                                          {"self_attn.v_proj", "attn_v"},          {"self_attn.o_proj", "attn_output"},
+                                          {"mlp.gate_proj", "ffn_gate"},           {"mlp.up_proj", "ffn_up"},
+                                          {"mlp.down_proj", "ffn_down"},           {"input_layernorm", "attn_norm"},
+                                          {"post_attention_layernorm", "ffn_norm"}};
     for (const auto& e : kMap)
         if (rest == e[0]) return "blk." + std::to_string(il) + "." + e[1];
     return "";

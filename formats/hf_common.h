@@ -114,8 +114,8 @@ class PyObj;
 // formats/hqq.md sections 1-3.
 struct HqqMetaField {  // the layer's zero or scale: M = N*K/group values in grouped (flat) order
     bool quantized = false;
-    SourceTensor values;  // plain: M floats (compute dtype)
-    SourceTensor codes;   // quantized: M uint8 codes
+    SourceTensor values;         // plain: M floats (compute dtype)
+    SourceTensor codes;          // quantized: M uint8 codes
     SourceTensor tscale, tzero;  // quantized: the sub-meta's scale/zero, 1 value (tgroup 0) or M/tgroup
     int64_t tgroup = 0;          // sub-meta group over the flat vector (axis-0 style); 0 = one scalar pair
 };
@@ -123,14 +123,14 @@ struct HqqLayer {
     std::string name;  // HF module name
     SourceTensor wq;   // packed codes, raw bytes (view_as_float already undone: only the bytes count)
     int64_t n = 0, k = 0;
-    int bits = 0;          // code bits as packed: 1, 2 (also 1.58-bit ternary), 3, 4, 8 (5/6/8-bit)
-    int64_t group = 0;     // elements per group (group_size None: K for axis 1, N for axis 0)
+    int bits = 0;       // code bits as packed: 1, 2 (also 1.58-bit ternary), 3, 4, 8 (5/6/8-bit)
+    int64_t group = 0;  // elements per group (group_size None: K for axis 1, N for axis 0)
     int axis = 1;
-    int pack_fields = 1;   // codes per storage word (8/bits; 10 for 3-bit int32 words)
+    int pack_fields = 1;  // codes per storage word (8/bits; 10 for 3-bit int32 words)
     DType compute = DType::f16;
     HqqMetaField zero, scale;
     const SourceTensor* bias = nullptr;
-    std::string layout;    // "hqq 0.1.x nested", "hqq 0.2.x flat", "transformers HqqConfig"
+    std::string layout;  // "hqq 0.1.x nested", "hqq 0.2.x flat", "transformers HqqConfig"
 };
 // From a qmodel.pt entry (a dict with W_q and either `meta` (0.1.x) or the flat keys (0.2.x)).
 HqqLayer hqq_layer_from_pickle(const PyObj& entry, const std::string& name);

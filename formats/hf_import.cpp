@@ -105,7 +105,10 @@ int64_t proj_inputs(const LlamaHParams& hp, int j) {
     return j == 3 ? hp.n_head * hp.head_dim() : j == 6 ? hp.n_ff : hp.n_embd;
 }
 int64_t proj_outputs(const LlamaHParams& hp, int j) {
-    return j == 0 ? hp.n_head * hp.head_dim() : (j == 1 || j == 2) ? hp.kv_dim() : (j == 3 || j == 6) ? hp.n_embd : hp.n_ff;
+    return j == 0               ? hp.n_head * hp.head_dim()
+           : (j == 1 || j == 2) ? hp.kv_dim()
+           : (j == 3 || j == 6) ? hp.n_embd
+                                : hp.n_ff;
 }
 
 }  // namespace
@@ -131,8 +134,8 @@ HfImportResult import_hf_model(const std::string& dir, const HfImportOptions& op
     else if (onebit_present(find, q0))
         fam = Family::onebit;
     LB_CHECK(fam == Family::onebit || cfg.model_type != "bitllama",
-             "%s: config.json says model_type 'bitllama' (OneBit) but '%s' has no input_factor tensor",
-             dir.c_str(), q0.c_str());
+             "%s: config.json says model_type 'bitllama' (OneBit) but '%s' has no input_factor tensor", dir.c_str(),
+             q0.c_str());
     if (fam == Family::onebit) ck.hp.proj_norm_eps = 1e-5f;  // torch.nn.LayerNorm's default (onebit.md 1.2)
 
     auto add = [&](ImportedTensor&& t) {
@@ -166,7 +169,7 @@ HfImportResult import_hf_model(const std::string& dir, const HfImportOptions& op
             t = greenbit_linear(find, mod, k, lb + ".weight");
             LB_CHECK(t.t.dims[1] == uint64_t(n), "GreenBit layer '%s': %llu outputs, the config needs %lld",
                      mod.c_str(), (unsigned long long)t.t.dims[1], (long long)n);
-            find(mod + ".wf");  // the constant shift table: known, not needed
+            find(mod + ".wf");    // the constant shift table: known, not needed
             find(mod + ".bias");  // GreenBit's bias buffer is never used by its forward (greenbit.md 2a)
         } else if (onebit_present(find, mod)) {
             t = onebit_linear(find, mod, k, n, lb + ".weight");

@@ -32,7 +32,7 @@ struct HfImportOptions {
 
 struct HfImportResult {
     LlamaCheckpoint ck;
-    std::string kind;                  // e.g. "GreenBit low_bit_llama (qstatistic 2-bit g8)"
+    std::string kind;                   // e.g. "GreenBit low_bit_llama (qstatistic 2-bit g8)"
     std::vector<std::string> src_desc;  // per checkpoint tensor (same order): what it came from
     std::vector<uint64_t> src_bytes;    // per checkpoint tensor: source bytes
     std::vector<std::string> notes;     // things the user should know (unused tensors, dense fallbacks)

@@ -66,8 +66,9 @@ ImportedTensor greenbit_linear(const TensorLookup& find, const std::string& pref
     LB_CHECK(k > 0 && (qw.shape[0] * 32) % k == 0, "tensor '%s': %lld packed rows do not fit K = %lld inputs",
              qwn.c_str(), (long long)qw.shape[0], (long long)k);
     const int64_t bits = qw.shape[0] * 32 / k;
-    LB_CHECK(bits == 2 || bits == 4 || bits == 8, "tensor '%s': %lld rows for K = %lld give %lld bits, supported 2, 4, 8",
-             qwn.c_str(), (long long)qw.shape[0], (long long)k, (long long)bits);
+    LB_CHECK(bits == 2 || bits == 4 || bits == 8,
+             "tensor '%s': %lld rows for K = %lld give %lld bits, supported 2, 4, 8", qwn.c_str(),
+             (long long)qw.shape[0], (long long)k, (long long)bits);
     const int64_t per_word = 32 / bits;
     const uint32_t mask = (1u << bits) - 1;
 

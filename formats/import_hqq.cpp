@@ -42,16 +42,16 @@ Packing packing_of(const std::string& packing, const std::string& where) {
     if (packing == "2bit_u8") return {2, 4, 1};
     if (packing == "1bit_u8") return {1, 8, 1};
     if (packing == "3bit_32") return {3, 10, 4};
-    throw Error(strfmt("%s: packing '%s' is not supported (1bit_u8, 2bit_u8, 3bit_32, 4bit_u8, 8bit_u8)",
-                       where.c_str(), packing.c_str()));
+    throw Error(strfmt("%s: packing '%s' is not supported (1bit_u8, 2bit_u8, 3bit_32, 4bit_u8, 8bit_u8)", where.c_str(),
+                       packing.c_str()));
 }
 
 DType dtype_from_name(const std::string& s, const std::string& where) {
     if (s == "torch.float16" || s == "float16") return DType::f16;
     if (s == "torch.bfloat16" || s == "bfloat16") return DType::bf16;
     if (s == "torch.float32" || s == "float32") return DType::f32;
-    throw Error(strfmt("%s: compute dtype '%s' is not supported (float16, bfloat16, float32)", where.c_str(),
-                       s.c_str()));
+    throw Error(
+        strfmt("%s: compute dtype '%s' is not supported (float16, bfloat16, float32)", where.c_str(), s.c_str()));
 }
 
 // the compute dtype's rounding (PyTorch half/bfloat16 ops compute in f32 and round per op)
@@ -146,8 +146,8 @@ HqqLayer hqq_layer_from_pickle(const PyObj& e, const std::string& name) {
         };
         if (const PyObj* zs = m.get("zero_scale")) {  // offloaded meta: stack(zero, scale)
             const SourceTensor& t = zs->as_source();
-            LB_CHECK(!t.shape.empty() && t.shape[0] == 2, "%s: zero_scale shape %s, expected [2, ...]",
-                     where.c_str(), shape_str(t.shape).c_str());
+            LB_CHECK(!t.shape.empty() && t.shape[0] == 2, "%s: zero_scale shape %s, expected [2, ...]", where.c_str(),
+                     shape_str(t.shape).c_str());
             const uint64_t per = t.numel() / 2;
             if (t.dtype == DType::u8) {
                 l.zero.codes = slice(t, 0, per);
@@ -222,10 +222,10 @@ HqqLayer hqq_layer_from_safetensors(const TensorLookup& find, const std::string&
 namespace {
 
 struct Geometry {
-    uint64_t m;       // meta entries N*K/g
-    uint64_t rows;    // grouped rows R (axis 1: M, axis 0: g)
-    uint64_t cols;    // grouped columns (axis 1: g, axis 0: M)
-    uint64_t prows;   // packed rows
+    uint64_t m;      // meta entries N*K/g
+    uint64_t rows;   // grouped rows R (axis 1: M, axis 0: g)
+    uint64_t cols;   // grouped columns (axis 1: g, axis 0: M)
+    uint64_t prows;  // packed rows
 };
 
 Geometry check_layer(const HqqLayer& l) {
@@ -341,8 +341,8 @@ ImportedTensor hqq_linear(const HqqLayer& l, const std::string& lb_name) {
     bool exact_meta = true;  // every meta value (plain) fits f16 exactly; quantized meta needs f16 compute
     for (const HqqMetaField* f : {&l.zero, &l.scale}) {
         if (f->quantized) {
-            exact_meta = exact_meta && l.compute == DType::f16 && f->tscale.dtype == DType::f16 &&
-                         f->tzero.dtype == DType::f16;
+            exact_meta =
+                exact_meta && l.compute == DType::f16 && f->tscale.dtype == DType::f16 && f->tzero.dtype == DType::f16;
         } else if (f->values.dtype != DType::f16) {
             for (uint64_t m = 0; m < g.m && exact_meta; ++m) {
                 const float v = read_float(f->values, m);

@@ -104,8 +104,8 @@ void LlamaModel::bind(const std::function<WeightRef(const std::string&)>& lookup
                  (long long)k, (long long)n);
         const int64_t r = int64_t(a.dims[1]);
         LB_CHECK(r >= 1 && r <= std::min(k, n) && is_float_type(a.type) && is_float_type(b.type),
-                 "%s: '%s.lora_a' rank %lld (types %s, %s): needs 1..%lld and float types", origin.c_str(),
-                 pre.c_str(), (long long)r, type_name(a.type), type_name(b.type), (long long)std::min(k, n));
+                 "%s: '%s.lora_a' rank %lld (types %s, %s): needs 1..%lld and float types", origin.c_str(), pre.c_str(),
+                 (long long)r, type_name(a.type), type_name(b.type), (long long)std::min(k, n));
         matrix(l.lora_a, pre + ".lora_a", k, r);
         matrix(l.lora_b, pre + ".lora_b", r, n);
         const WeightRef s = get(pre + ".lora_scale", {1});

@@ -74,7 +74,7 @@ struct CheckpointTensor {
 struct LlamaCheckpoint {
     LlamaHParams hp;
     std::vector<CheckpointTensor> tensors;
-    std::string source;                      // provenance ("llama2.c legacy checkpoint stories260K.bin")
+    std::string source;  // provenance ("llama2.c legacy checkpoint stories260K.bin")
     // more provenance, written as "general.<key>" strings (source.family, source.layout,
     // source.dtype, converter.version, ...)
     std::vector<std::pair<std::string, std::string>> provenance;
@@ -95,7 +95,7 @@ struct LlamaCheckpoint {
 struct LlamaLinear {
     Tensor w;  // [K, N] of any lowbit type
     bool has_bias = false, has_lora = false;
-    Tensor bias;          // [N]
+    Tensor bias;            // [N]
     Tensor lora_a, lora_b;  // [K, r], [r, N]
     float lora_scale = 0.0f;
 };

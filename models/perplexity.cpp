@@ -256,7 +256,7 @@ PerplexityResult perplexity(const LlamaModel& m, const std::vector<int32_t>& tok
     if (!opt.save_logits.empty())
         writer = std::make_unique<LogitsWriter>(opt.save_logits, uint32_t(n_vocab), uint32_t(n_ctx), targets);
 
-    KvCache cache(m.hp, n_ctx);
+    KvCache cache(m.hp, n_ctx, opt.cache_type);
     LlamaGraphOptions go;
     go.n_tokens = n_ctx;
     go.n_kv = n_ctx;

@@ -58,7 +58,7 @@ float f16_ulp(float x) {
     const float a = std::fabs(x);
     if (a < 6.103515625e-05f) return 5.960464477539063e-08f;  // subnormal spacing
     int e;
-    std::frexp(a, &e);                  // a = m * 2^e, m in [0.5, 1)
+    std::frexp(a, &e);                // a = m * 2^e, m in [0.5, 1)
     return std::ldexp(1.0f, e - 11);  // 10 mantissa bits
 }
 
@@ -194,8 +194,8 @@ void check_fixture(const std::string& name, const std::string& adapter, const ch
                     inter = t->params.zmode == ZeroMode::code ? round_f16(qq - z) : round_f16(qq * sc);
                     const float emul = t->params.zmode == ZeroMode::code ? round_f16(inter * sc) : round_f16(inter - z);
                     if (emul != want_v && bad_exact++ == 0)
-                        MESSAGE(key << " [" << o << ", " << j << "]: source formula on the stored codes gives "
-                                    << emul << ", the reference " << want_v);
+                        MESSAGE(key << " [" << o << ", " << j << "]: source formula on the stored codes gives " << emul
+                                    << ", the reference " << want_v);
                 }
                 const double d = std::fabs(double(got_v) - double(want_v));
                 const float ulp = f16_ulp(want_v);

@@ -179,8 +179,10 @@ int cmd_convert(int argc, char** argv) {
         std::vector<std::string> src_types;
         std::vector<uint64_t> src_bytes;
         if (is_dir) {
-            LB_CHECK(is_hf_model_dir(src), "%s: a directory without config.json (expected a model directory as "
-                     "its publisher ships it)", src.c_str());
+            LB_CHECK(is_hf_model_dir(src),
+                     "%s: a directory without config.json (expected a model directory as "
+                     "its publisher ships it)",
+                     src.c_str());
             HfImportOptions o;
             o.adapter = adapter;
             o.tokenizer = tok;

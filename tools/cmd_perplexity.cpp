@@ -35,6 +35,7 @@ void usage(FILE* f) {
                  "  -c, --ctx-size N          chunk length; the second half of each chunk is scored (default 512)\n"
                  "  --chunks N                score at most N chunks (default: all)\n"
                  "  --no-bos                  no BOS, even where the tokenizer adds one (chunks start with text)\n"
+                 "  --cache-type T            KV cache element type: f16 (default) or f32\n"
                  "  -t, --threads N           threads (default: min(4, cores))\n"
                  "  --save-logits FILE        save the scored logits (a base for --kl-divergence)\n"
                  "  --kl-divergence FILE      KL divergence against base logits saved with --save-logits\n"
@@ -46,6 +47,7 @@ struct Options {
     int64_t n_ctx = 512, chunks = 0;
     int threads = 0;
     bool no_bos = false;
+    Type cache_type = Type::f16;
 };
 
 // returns false if --help was printed
@@ -62,6 +64,10 @@ bool parse(int argc, char** argv, Options& o) {
             o.text_file = val();
         } else if (a == "-c" || a == "--ctx-size") {
             o.n_ctx = parse_int(val(), "-c", 4, 65536);
+        } else if (a == "--cache-type") {
+            const std::string t = val();
+            LB_CHECK(t == "f16" || t == "f32", "--cache-type: '%s', supported f16, f32", t.c_str());
+            o.cache_type = t == "f32" ? Type::f32 : Type::f16;
         } else if (a == "--no-bos") {
             o.no_bos = true;
         } else if (a == "--chunks") {
@@ -132,6 +138,7 @@ int run(int argc, char** argv) {
     po.max_chunks = o.chunks;
     po.threads = o.threads;
     po.bos = add_bos ? tok.bos() : -1;
+    po.cache_type = o.cache_type;
     po.save_logits = o.save_logits;
     po.kl_base = o.kl_base;
     const int64_t n_chunks =
