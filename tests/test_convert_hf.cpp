@@ -9,14 +9,18 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "formats/hf_import.h"
 #include "formats/lbf.h"
+#include "formats/tensor_store.h"
 #include "tools/commands.h"
 #include "torch_writer.h"
 
@@ -222,4 +226,61 @@ TEST_CASE("convert DIR --adapter: an adapter for another model, a missing adapte
     // a directory without config.json
     fs::create_directories(t.path("empty"));
     expect_error({t.path("empty"), "-o", out}, out, {"without config.json"});
+}
+
+// The OneBit training layout (float latent weights, only their signs count) is packed on the way:
+// built here from the packed fixture (sign * 0.01, as OneBit's start checkpoint; some +1 entries
+// written as 0.0 and -0.0, which OneBit's packer stores as +1), saved as safetensors, it must
+// convert to exactly the same lowbit tensors as the packed checkpoint.
+TEST_CASE("convert DIR: OneBit training checkpoint (float latent signs) packs like the packed one") {
+    TempDir t;
+    const std::string dir = t.path("onebit-train-st");
+    fs::create_directories(dir);
+    fs::copy_file("fixtures/onebit-packed/config.json", dir + "/config.json");
+    const TensorStore packed = TensorStore::open("fixtures/onebit-packed");
+    json header = json::object();
+    Bytes data;
+    int zeros = 0;
+    for (const std::string& name : packed.names()) {
+        const SourceTensor& s = packed.get(name);
+        const uint64_t off = data.size();
+        std::vector<int64_t> shape = s.shape;
+        std::string dtype = s.dtype == DType::f32 ? "F32" : s.dtype == DType::f16 ? "F16" : "BF16";
+        if (s.dtype == DType::i8) {  // packed signs [N, K/8] -> latent f32 [N, K]
+            shape[1] *= 8;
+            dtype = "F32";
+            for (int64_t o = 0; o < shape[0]; ++o)
+                for (int64_t i = 0; i < shape[1]; ++i) {
+                    const bool neg = (s.data[o * (shape[1] / 8) + i / 8] >> (i % 8)) & 1;
+                    float v = neg ? -0.01f : 0.01f;
+                    if (!neg && (o + i) % 97 == 0) v = (zeros++ % 2) ? 0.0f : -0.0f;
+                    const uint8_t* p = reinterpret_cast<const uint8_t*>(&v);
+                    data.insert(data.end(), p, p + 4);
+                }
+        } else {
+            data.insert(data.end(), s.data, s.data + s.nbytes);
+        }
+        header[name] = {{"dtype", dtype}, {"shape", shape}, {"data_offsets", {off, data.size()}}};
+    }
+    CHECK(zeros > 10);
+    std::string h = header.dump();
+    while (h.size() % 8) h += ' ';
+    Bytes file(8);
+    const uint64_t n = h.size();
+    std::memcpy(file.data(), &n, 8);
+    file.insert(file.end(), h.begin(), h.end());
+    file.insert(file.end(), data.begin(), data.end());
+    write_file(dir + "/model.safetensors", file);
+
+    const HfImportResult a = import_hf_model("fixtures/onebit-packed", {});
+    const HfImportResult b = import_hf_model(dir, {});
+    REQUIRE(a.ck.tensors.size() == b.ck.tensors.size());
+    for (size_t i = 0; i < a.ck.tensors.size(); ++i) {
+        INFO(a.ck.tensors[i].name);
+        CHECK(a.ck.tensors[i].name == b.ck.tensors[i].name);
+        CHECK(a.ck.tensors[i].type == b.ck.tensors[i].type);
+        CHECK(a.ck.tensors[i].data == b.ck.tensors[i].data);
+    }
+    CHECK(b.ck.hp.proj_norm_eps == 1e-5f);
+    CHECK(b.kind.find("latent float") != std::string::npos);
 }
