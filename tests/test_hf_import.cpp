@@ -256,7 +256,7 @@ void check_fixture(const std::string& name, const std::string& adapter, const ch
             const int64_t ta = std::max_element(a, a + V) - a, tb = std::max_element(b, b + V) - b;
             if (ta == tb) continue;
             ++*flips;
-            MESSAGE(name << ", " << what << ", position " << p << ": top-1 " << ta << " (reference logit " << b[ta]
+            MESSAGE(name << ", " << std::string(what) << ", position " << p << ": top-1 " << ta << " (reference logit " << b[ta]
                          << ", lowbit " << a[ta] << ") instead of " << tb << " (" << b[tb] << ", lowbit " << a[tb]
                          << ")");
         }
