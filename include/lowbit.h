@@ -151,6 +151,8 @@ typedef struct lb_model_info {
     int32_t token_bos, token_eos;     /* -1 if none */
     const char* chat_template;        /* the model's Jinja chat template, "" if it has none */
     const char* chat_template_family; /* "llama2" or "chatml" as recognized, "" if none */
+    int32_t token_add_bos;            /* 1: the tokenizer starts a text with BOS by default (GGUF
+                                         add_bos_token, tokenizer_config.json add_bos_token), else 0 */
 } lb_model_info;
 
 /* Fills *info; its strings belong to the model and live as long as it. */

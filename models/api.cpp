@@ -218,6 +218,7 @@ void fill_info(lb_model& m) {
     i.block_types = m.block_types.c_str();
     i.tokenizer = m.tok->data().kind.c_str();
     i.token_bos = m.tok->bos();
+    i.token_add_bos = m.tok->data().add_bos && m.tok->bos() >= 0 ? 1 : 0;
     i.token_eos = m.tok->eos();
     i.chat_template = m.chat_template.c_str();
     i.chat_template_family = m.family.c_str();

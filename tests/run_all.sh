@@ -23,7 +23,9 @@ ctest --test-dir build-asan --output-on-failure -j"$jobs" -R capi
 echo "== aarch64 (NEON) build, tests under qemu-user"
 cmake -S . -B build-arm -DCMAKE_BUILD_TYPE=Release -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-toolchain.cmake >/dev/null
 cmake --build build-arm -j"$jobs"
-ctest --test-dir build-arm --output-on-failure -j"$jobs"
+# test_smollm2 (a 135M model, ~6 min under qemu) runs natively only: the NEON kernels it would
+# exercise are checked against the reference by test_kernels and the model tests above
+ctest --test-dir build-arm --output-on-failure -j"$jobs" -E test_smollm2
 
 echo "== fuzz: .lbf, GGUF + tokenizer, torch.save + unpickler, safetensors, HF config/tokenizer JSON (libFuzzer, 20 s each)"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DLB_FUZZ=ON -DLB_BUILD_TESTS=OFF >/dev/null

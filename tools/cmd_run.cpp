@@ -56,7 +56,7 @@ void usage(FILE* f) {
                  "  --repeat-last-n N       tokens of history for the penalty (default 64)\n"
                  "  --seed S                RNG seed (default: random, printed on stderr)\n"
                  "  --stop STR              stop when STR is generated (repeatable)\n"
-                 "  --no-bos                do not add BOS to the prompt\n"
+                 "  --no-bos                do not add BOS to the prompt (default: as the tokenizer says)\n"
                  "  --verbose-prompt        print the prompt tokens on stderr\n");
 }
 
@@ -273,7 +273,8 @@ int run(int argc, char** argv) {
     Runner r(o, s);
     if (!o.chat) {
         const std::vector<int32_t> ids = get_tokens(o.prompt.size() + 2, [&](int32_t* t, size_t cap, size_t* n) {
-            return lb_tokenize(s.model, o.prompt.data(), o.prompt.size(), !o.no_bos, false, t, cap, n);
+            return lb_tokenize(s.model, o.prompt.data(), o.prompt.size(), !o.no_bos && info.token_add_bos, false, t,
+                               cap, n);
         });
         if (o.verbose_prompt) show_tokens(s.model, ids);
         LB_CHECK(!ids.empty(), "the prompt is empty (and no BOS is added): nothing to start from");
