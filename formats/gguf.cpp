@@ -3,14 +3,11 @@
 // allocated for them, and all offset arithmetic is done in checked u64.
 #include "formats/gguf.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstring>
 #include <limits>
+
+#include "formats/mapped_file.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the GGUF reader loads little-endian fields directly");
 
@@ -226,26 +223,11 @@ MetaValue read_value(Cursor& c, uint32_t type, const std::string& field) {
 // ---------------------------------------------------------------------------------------------
 
 std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    LB_CHECK(fd >= 0, "%s: cannot open: %s", path.c_str(), std::strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        ::close(fd);
-        throw Error(path + ": not a regular file");
-    }
     std::unique_ptr<GgufFile> f(new GgufFile());
+    f->map_ = MappedFile::open(path);
     f->origin_ = path;
-    f->size_ = uint64_t(st.st_size);
-    if (f->size_ > 0) {
-        void* p = mmap(nullptr, size_t(f->size_), PROT_READ, MAP_PRIVATE, fd, 0);
-        const int err = errno;
-        ::close(fd);
-        LB_CHECK(p != MAP_FAILED, "%s: cannot map: %s", path.c_str(), std::strerror(err));
-        f->base_ = static_cast<const uint8_t*>(p);
-        f->mapped_ = true;
-    } else {
-        ::close(fd);
-    }
+    f->base_ = f->map_->data();
+    f->size_ = f->map_->size();
     f->parse();
     return f;
 }
@@ -259,9 +241,7 @@ std::unique_ptr<GgufFile> GgufFile::from_memory(const void* data, size_t size, c
     return f;
 }
 
-GgufFile::~GgufFile() {
-    if (mapped_) munmap(const_cast<uint8_t*>(base_), size_t(size_));
-}
+GgufFile::~GgufFile() = default;
 
 void GgufFile::parse() {
     meta_.set_origin(origin_);

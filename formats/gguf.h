@@ -84,7 +84,7 @@ class GgufFile {
     void parse();
     const uint8_t* base_ = nullptr;
     uint64_t size_ = 0;
-    bool mapped_ = false;
+    std::shared_ptr<const class MappedFile> map_;  // the file's mapping (open), or none (from_memory)
     std::string origin_;
     uint32_t version_ = 0;
     uint32_t alignment_ = gguf::kDefaultAlignment;
