@@ -47,6 +47,7 @@ bool cuda_ready(std::string* why = nullptr) {
     return ok;
 }
 
+#if defined(LB_HAVE_CUDA)
 double nmse(const std::vector<float>& ref, const std::vector<float>& got) {
     REQUIRE(ref.size() == got.size());
     double num = 0, den = 0;
@@ -82,7 +83,6 @@ std::vector<float> as_floats(const Tensor& t) {
     return v;
 }
 
-#if defined(LB_HAVE_CUDA)
 // A graph built by `build` (which returns its outputs and fills its inputs in `fill`, called after
 // plan), computed on the CPU and on the CUDA backend; returns (cpu, cuda) per output.
 struct Case {
@@ -134,9 +134,8 @@ std::vector<std::pair<uint64_t, uint64_t>> shapes_for(const Preset& pr) {
     if (name.find("g8") != std::string::npos) return {{1, 8}, {33, 576}, {70, 200}};
     return {{1, 8}, {31, 576}, {64, 1000}};  // sign
 }
-#endif
-
 const std::string kFixtures = "fixtures/";
+#endif
 
 }  // namespace
 

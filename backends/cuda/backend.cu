@@ -3,9 +3,12 @@
 // executor that walks a planned graph: one device arena laid out exactly as the host arena
 // (the same offsets), one kernel launch per compute node on one stream, views resolved to
 // device addresses at every compute (a KV-cache write view moves with the position), inputs
-// copied in before and outputs copied out after.
+// copied in before and outputs copied out after. The node launches are captured into a CUDA
+// graph at every compute and replayed through one instantiated graph (cudaGraphExecUpdate), so
+// a decode step costs one graph launch; LB_CUDA_GRAPHS=0 launches node by node.
 #include <cublas_v2.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <unordered_map>
 #include <vector>
@@ -128,15 +131,26 @@ class CudaBackend;
 class CudaExecutor final : public GraphExecutor {
  public:
     CudaExecutor(CudaBackend& be, Graph& g);
+    ~CudaExecutor() override {
+        if (gexec_) cudaGraphExecDestroy(gexec_);
+    }
     void compute(Graph& g) override;
 
  private:
     uint8_t* dev(Tensor* t) const;
     void run(Tensor& t);
+    void launch_all(Graph& g);  // every node's kernels, in order, on the backend's stream
+    bool launch_as_graph(Graph& g);
+
+    // CUDA graph of the node launches (LB_CUDA_GRAPHS=0 disables): captured at every compute,
+    // because kernel arguments change (the KV-cache write position), and applied to the
+    // instantiated graph with cudaGraphExecUpdate, which is much cheaper than one launch per node
+    bool use_graphs_ = true;
+    cudaGraphExec_t gexec_ = nullptr;
 
     CudaBackend& be_;
     const uint8_t* host_arena_;
-    std::unique_ptr<DeviceBuf> arena_, scratch_;
+    std::unique_ptr<DeviceBuf> arena_;
     std::unordered_map<const Tensor*, uint8_t*> ext_;  // external storage roots -> device
 };
 
@@ -167,6 +181,15 @@ class CudaBackend final : public GraphBackend {
         return mirrors_.add(root.data, need);
     }
 
+    // one scratch buffer for every executor of this backend (they run one at a time on `stream`
+    // and each compute() ends with a synchronize): grown at prepare() to the largest need
+    void reserve_scratch(uint64_t bytes) {
+        if (scratch_ && scratch_->bytes >= bytes) return;
+        scratch_.reset();
+        scratch_ = std::make_unique<DeviceBuf>(bytes);
+    }
+    DeviceBuf& scratch() const { return *scratch_; }
+
     cudaStream_t stream{};
     cublasHandle_t blas{};
     int device() const { return device_; }
@@ -175,10 +198,13 @@ class CudaBackend final : public GraphBackend {
     std::shared_ptr<DeviceWeights> w_;
     int device_;
     Mirrors mirrors_;
+    std::unique_ptr<DeviceBuf> scratch_;
 };
 
 CudaExecutor::CudaExecutor(CudaBackend& be, Graph& g) : be_(be), host_arena_(g.arena()) {
     LB_CHECK(g.planned(), "CUDA: plan() the graph before preparing it");
+    const char* env = std::getenv("LB_CUDA_GRAPHS");
+    use_graphs_ = !(env && std::strcmp(env, "0") == 0);
     LB_CUDA_CHECK(cudaSetDevice(be.device()));
     arena_ = std::make_unique<DeviceBuf>(g.arena_bytes() + 64);
     uint64_t scratch = 256;
@@ -187,7 +213,7 @@ CudaExecutor::CudaExecutor(CudaBackend& be, Graph& g) : be_(be), host_arena_(g.a
         if (!in_arena(r) && !ext_.count(r)) ext_[r] = be.external(*r);
         if (t->op == Op::mul_mat) scratch = std::max(scratch, matmul_scratch_bytes(*t));
     }
-    scratch_ = std::make_unique<DeviceBuf>(scratch);
+    be.reserve_scratch(scratch);
 }
 
 uint8_t* CudaExecutor::dev(Tensor* t) const {
@@ -236,20 +262,65 @@ void CudaExecutor::run(Tensor& t) {
     const NodeFn fn = kNodeFns[size_t(t.op)];
     if (!fn) return;
     NodePtrs p{dev(&t), {t.src[0] ? dev(t.src[0]) : nullptr, t.src[1] ? dev(t.src[1]) : nullptr}};
-    const MatmulCtx c{be_.blas, scratch_->p, scratch_->bytes, be_.stream};
+    const MatmulCtx c{be_.blas, be_.scratch().p, be_.scratch().bytes, be_.stream};
     fn(t, p, c);
+}
+
+void CudaExecutor::launch_all(Graph& g) {
+    for (Tensor* t : g.order()) {
+        if (t->view_src) t->data = static_cast<uint8_t*>(t->view_src->data) + t->view_offs;
+        if (op_kind(t->op) == OpKind::compute) run(*t);
+    }
+}
+
+bool CudaExecutor::launch_as_graph(Graph& g) {
+    const cudaStream_t s = be_.stream;
+    if (cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) != cudaSuccess) return false;
+    cudaGraph_t graph = nullptr;
+    try {
+        launch_all(g);
+    } catch (...) {
+        cudaStreamEndCapture(s, &graph);
+        if (graph) cudaGraphDestroy(graph);
+        (void)cudaGetLastError();
+        return false;
+    }
+    if (cudaStreamEndCapture(s, &graph) != cudaSuccess || !graph) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    bool ok = true;
+    if (gexec_) {
+        cudaGraphExecUpdateResultInfo info{};
+        if (cudaGraphExecUpdate(gexec_, graph, &info) != cudaSuccess) {
+            (void)cudaGetLastError();
+            cudaGraphExecDestroy(gexec_);
+            gexec_ = nullptr;
+        }
+    }
+    if (!gexec_ && cudaGraphInstantiate(&gexec_, graph, 0) != cudaSuccess) {
+        (void)cudaGetLastError();
+        gexec_ = nullptr;
+        ok = false;
+    }
+    cudaGraphDestroy(graph);
+    if (ok) LB_CUDA_CHECK(cudaGraphLaunch(gexec_, s));
+    return ok;
 }
 
 void CudaExecutor::compute(Graph& g) {
     LB_CHECK(g.arena() == host_arena_, "CUDA: the graph was re-planned after prepare()");
     LB_CUDA_CHECK(cudaSetDevice(be_.device()));
     const cudaStream_t s = be_.stream;
+    // inputs in (pageable host memory: outside any capture)
     for (Tensor* t : g.order())
         if (t->flags & tf_input)
             LB_CUDA_CHECK(cudaMemcpyAsync(dev(t), t->data, t->nbytes(), cudaMemcpyHostToDevice, s));
-    for (Tensor* t : g.order()) {
-        if (t->view_src) t->data = static_cast<uint8_t*>(t->view_src->data) + t->view_offs;
-        if (op_kind(t->op) == OpKind::compute) run(*t);
+    if (use_graphs_ && !launch_as_graph(g)) {
+        use_graphs_ = false;  // capture is not possible here: launch node by node from now on
+        launch_all(g);
+    } else if (!use_graphs_) {
+        launch_all(g);
     }
     for (Tensor* t : g.order())
         if ((t->flags & tf_output) && in_arena(storage_root(t))) {

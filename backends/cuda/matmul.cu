@@ -190,8 +190,12 @@ void mul_mat_quant(const dec::QWeight& w, const float* x, uint64_t ncols, float*
 uint64_t matmul_scratch_bytes(const Tensor& t) {
     const Tensor &w = *t.src[0], &x = *t.src[1];
     const uint64_t K = uint64_t(w.ne[0]), N = uint64_t(w.ne[1]), cols = uint64_t(x.nrows());
-    // dense f32 activations (when x is strided) + dequantized weight + converted activations
-    return align256(cols * K * 4) + align256(N * K * 2) + align256(cols * K * 4) + 256;
+    if (w.quantized()) {  // dense f32 activations when x is strided; f16 weight and activations for the GEMM
+        const uint64_t pack = x.is_contiguous() ? 0 : align256(cols * K * 4);
+        return pack + (cols <= kGemvMaxCols ? 0 : align256(N * K * 2) + align256(cols * K * 2));
+    }
+    const bool blas = w.is_contiguous() && w.ne[2] == 1 && w.ne[3] == 1;
+    return blas ? align256(cols * K * 4) : 0;  // activations converted to the weight's type
 }
 
 void run_mul_mat(const Tensor& t, const NodePtrs& p, const MatmulCtx& c) {
