@@ -1,7 +1,7 @@
 // test_cuda_backend.cpp: the CUDA backend against the CPU backend (the reference), in the style of
 // ggml's test-backend-ops: every op of core/ops.h on odd shapes, mul_mat and get_rows for every
 // preset of core/types.cpp and every plain weight type, one column (the fused GEMV) and several
-// (GEMV per column, and dequantize + tensor-core GEMM), and the logits of every tests/fixtures
+// (GEMV per column; the wmma tile GEMM and the dequantize + cuBLAS GEMM), and the logits of every tests/fixtures
 // model (converted by formats/hf_import.h) for a batch and for decode steps. Tolerances:
 // normalized MSE <= 5e-4 for mul_mat and the model logits, 1e-8 for the other float ops, exact
 // for argmax and f16 copies.
@@ -162,21 +162,26 @@ CUDA_CASE("CUDA mul_mat and get_rows equal the CPU for every preset, batch 1 and
         for (auto [n, k] : shapes_for(pr)) {
             const QParams p = preset_params(pr, n, k);
             const std::vector<uint8_t> blob = random_weight(pr.type, p, n, k, n * 7 + k + ip);
-            for (int64_t cols : {1, 3, 17}) {
-                INFO("preset " << std::string(pr.name) << " n " << n << " k " << k << " columns " << cols);
-                Case c;
-                Tensor* w = c.g.weight("w", pr.type, p, n, k, blob.data());
-                Tensor* x = c.input_f32({int64_t(k), cols}, 5);
-                c.outs.push_back(c.g.mul_mat(w, x));
-                std::vector<int32_t> ids;
-                for (int64_t i = 0; i < cols; ++i) ids.push_back(int32_t((i * 37) % int64_t(n)));
-                c.outs.push_back(c.g.get_rows(w, c.input_i32(ids, {cols})));
-                const auto r = c.run();
-                CHECK(nmse(r[0].first, r[0].second) <= 5e-4);
-                CHECK(nmse(r[1].first, r[1].second) == 0.0);  // the same decoder: bit for bit
-            }
+            // 1 column: the fused GEMV; 3: GEMV per column; 17 and 70: the batch GEMM, both paths
+            for (int64_t cols : {1, 3, 17, 70})
+                for (int path = 0; path < (cols > 4 ? 2 : 1); ++path) {
+                    INFO("preset " << std::string(pr.name) << " n " << n << " k " << k << " columns " << cols
+                                   << (path ? " (dequant + cuBLAS)" : ""));
+                    cuda::set_gemm_dequant_cublas(path == 1);
+                    Case c;
+                    Tensor* w = c.g.weight("w", pr.type, p, n, k, blob.data());
+                    Tensor* x = c.input_f32({int64_t(k), cols}, 5);
+                    c.outs.push_back(c.g.mul_mat(w, x));
+                    std::vector<int32_t> ids;
+                    for (int64_t i = 0; i < cols; ++i) ids.push_back(int32_t((i * 37) % int64_t(n)));
+                    c.outs.push_back(c.g.get_rows(w, c.input_i32(ids, {cols})));
+                    const auto r = c.run();
+                    CHECK(nmse(r[0].first, r[0].second) <= 5e-4);
+                    CHECK(nmse(r[1].first, r[1].second) == 0.0);  // the same decoder: bit for bit
+                }
         }
     }
+    cuda::set_gemm_dequant_cublas(false);
 }
 
 CUDA_CASE("CUDA mul_mat with f32 / f16 / bf16 weights: cuBLAS 2-D, and batched, broadcast, strided") {

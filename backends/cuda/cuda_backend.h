@@ -38,6 +38,12 @@ uint64_t device_bytes(const DeviceWeights& w);
 // A backend over uploaded weights (null: mirror everything on first use, as the tests do).
 std::unique_ptr<GraphBackend> make_backend(std::shared_ptr<DeviceWeights> w, int device = 0);
 
+// The batch path of quantized weights (more than 4 columns): false (default, or LB_CUDA_GEMM unset):
+// weight tiles dequantized into shared memory + wmma; true (LB_CUDA_GEMM=dequant): the whole weight
+// dequantized to f16 + cuBLAS. Set it before preparing graphs (it sizes their scratch); not
+// thread-safe: for tests and benchmarks.
+void set_gemm_dequant_cublas(bool on);
+
 // ---- benchmarks (tools/cmd_bench.cpp) ----
 // device-to-device copy bandwidth in GB/s (bytes read + written per second)
 double measure_copy_bandwidth(int device, uint64_t bytes, int reps);

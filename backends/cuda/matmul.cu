@@ -3,15 +3,23 @@
 //     code width (k_gemv<BITS>): one warp per weight row, the activation row in shared memory,
 //     codes and compact meta read straight from global memory through the shared decoder
 //     (backends/cuda/decode.h), sums per meta column (sum q x, sum x), a warp reduction;
-//   quantized weight, several columns: the weight is dequantized to f16 (k_dequant_f16, the
-//     reference decoder per element) and multiplied on the tensor cores by cuBLAS (f16 inputs,
-//     f32 accumulation and output);
+//   quantized weight, 2..4 columns: the GEMV per column;
+//   quantized weight, more columns: k_gemm_wmma: 64 x 64 output tiles, per 32-input step the
+//     weight tile is dequantized into shared memory as f16 (the shared decoder per element) and
+//     the activation tile converted to f16 beside it, then multiplied with wmma 16x16x16 on the
+//     tensor cores (f32 accumulation); LB_CUDA_GEMM=dequant selects instead: the whole weight
+//     dequantized to f16 (k_dequant_f16) and cuBLAS GemmEx (f16 inputs, f32 accumulation);
 //   f32 / f16 / bf16 2-D weights: cuBLAS (f32 without TF32; f16 / bf16 with the activations
 //     converted to the weight's type), and a generic strided kernel (k_mm_plain) for everything
 //     else: batched, broadcast and strided operands (attention over the f16 KV cache views).
 // k_gemv_ref (thread per row, dec::weight_at per element) is the device reference of k_gemv.
 #include <cublas_v2.h>
+#include <mma.h>
 
+#include <cstdlib>
+#include <cstring>
+
+#include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/ops.cuh"
 #include "backends/cuda/qweight.h"
 
@@ -93,6 +101,54 @@ __global__ void k_dequant_f16(dec::QWeight w, __half* out) {
     out[f] = __float2half_rn(dec::weight_at(w, f / w.k, f % w.k));
 }
 
+// ---- dequantize tiles into shared memory + tensor-core GEMM -------------------------------------------
+// y[j][o] = sum_i W[o][i] x[j][i] for o < n, j < ncols (x dense [ncols][k], y dense [ncols][n]).
+// Block: 4 warps, a 64 (rows of W) x 64 (columns of x) tile; warp (wm, wn) owns 32 x 32 of it.
+constexpr int kTm = 64, kTn = 64, kTk = 32;
+__global__ void __launch_bounds__(128)
+    k_gemm_wmma(dec::QWeight w, const float* __restrict__ x, float* __restrict__ y, uint64_t ncols) {
+    using namespace nvcuda;
+    __shared__ __align__(32) __half As[kTm * kTk];       // W tile, row-major [row][i]
+    __shared__ __align__(32) __half Bs[kTn * kTk];       // x tile: [col][i] = col-major K x N
+    __shared__ __align__(32) float Cs[kTn * (kTm + 4)];  // result, [col][row]
+    const uint64_t row0 = uint64_t(blockIdx.x) * kTm, col0 = uint64_t(blockIdx.y) * kTn;
+    const int warp = threadIdx.x >> 5, wm = warp & 1, wn = warp >> 1;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
+    for (int a = 0; a < 2; ++a)
+        for (int b = 0; b < 2; ++b) wmma::fill_fragment(acc[a][b], 0.0f);
+    for (uint64_t k0 = 0; k0 < w.k; k0 += kTk) {
+        for (int e = threadIdx.x; e < kTm * kTk; e += blockDim.x) {
+            const uint64_t r = row0 + uint64_t(e / kTk), i = k0 + uint64_t(e % kTk);
+            As[e] = __float2half_rn(r < w.n && i < w.k ? dec::weight_at(w, r, i) : 0.0f);
+        }
+        for (int e = threadIdx.x; e < kTn * kTk; e += blockDim.x) {
+            const uint64_t j = col0 + uint64_t(e / kTk), i = k0 + uint64_t(e % kTk);
+            Bs[e] = __float2half_rn(j < ncols && i < w.k ? x[j * w.k + i] : 0.0f);
+        }
+        __syncthreads();
+        for (int kk = 0; kk < kTk; kk += 16) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> fa[2];
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> fb[2];
+            for (int a = 0; a < 2; ++a) wmma::load_matrix_sync(fa[a], As + (wm * 32 + a * 16) * kTk + kk, kTk);
+            for (int b = 0; b < 2; ++b) wmma::load_matrix_sync(fb[b], Bs + (wn * 32 + b * 16) * kTk + kk, kTk);
+            for (int a = 0; a < 2; ++a)
+                for (int b = 0; b < 2; ++b) wmma::mma_sync(acc[a][b], fa[a], fb[b], acc[a][b]);
+        }
+        __syncthreads();
+    }
+    // C (rows x cols) stored column-major: Cs[col * (kTm + 4) + row]
+    for (int a = 0; a < 2; ++a)
+        for (int b = 0; b < 2; ++b)
+            wmma::store_matrix_sync(Cs + (wn * 32 + b * 16) * (kTm + 4) + wm * 32 + a * 16, acc[a][b], kTm + 4,
+                                    wmma::mem_col_major);
+    __syncthreads();
+    for (int e = threadIdx.x; e < kTm * kTn; e += blockDim.x) {
+        const int c = e / kTm, r = e % kTm;  // consecutive threads: consecutive rows of one column
+        if (row0 + uint64_t(r) < w.n && col0 + uint64_t(c) < ncols)
+            y[(col0 + c) * w.n + row0 + r] = Cs[c * (kTm + 4) + r];
+    }
+}
+
 // strided f32 activations -> dense [rows][K] of type et (f32 / f16 / bf16)
 __global__ void k_pack_act(const uint8_t* x, TD tx, uint8_t* out, int et, uint64_t n) {
     const uint64_t f = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -144,6 +200,14 @@ constexpr uint64_t kGemvMaxCols = 4;
 
 }  // namespace
 
+static GemmPath g_gemm_path = [] {
+    const char* e = std::getenv("LB_CUDA_GEMM");
+    return e && std::strcmp(e, "dequant") == 0 ? GemmPath::dequant_cublas : GemmPath::wmma;
+}();
+GemmPath gemm_path() { return g_gemm_path; }
+void set_gemm_path(GemmPath p) { g_gemm_path = p; }
+void set_gemm_dequant_cublas(bool on) { set_gemm_path(on ? GemmPath::dequant_cublas : GemmPath::wmma); }
+
 void mul_mat_quant(const dec::QWeight& w, const float* x, uint64_t ncols, float* y, const MatmulCtx& c) {
     if (ncols <= kGemvMaxCols) {
         for (uint64_t j = 0; j < ncols; ++j) {
@@ -172,6 +236,13 @@ void mul_mat_quant(const dec::QWeight& w, const float* x, uint64_t ncols, float*
         }
         return;
     }
+    if (gemm_path() == GemmPath::wmma) {
+        const dim3 grid(unsigned((w.n + kTm - 1) / kTm), unsigned((ncols + kTn - 1) / kTn));
+        LB_CHECK(grid.y <= 65535, "CUDA mul_mat: %llu columns is too many for one launch", (unsigned long long)ncols);
+        k_gemm_wmma<<<grid, 128, 0, c.stream>>>(w, x, y, ncols);
+        check_launch();
+        return;
+    }
     // dequantize to f16, activations to f16, tensor-core GEMM with f32 accumulation
     const uint64_t wbytes = align256(w.n * w.k * 2), xbytes = align256(ncols * w.k * 2);
     LB_CHECK(wbytes + xbytes <= c.scratch_bytes, "CUDA mul_mat: scratch of %llu bytes, %llu needed",
@@ -192,7 +263,8 @@ uint64_t matmul_scratch_bytes(const Tensor& t) {
     const uint64_t K = uint64_t(w.ne[0]), N = uint64_t(w.ne[1]), cols = uint64_t(x.nrows());
     if (w.quantized()) {  // dense f32 activations when x is strided; f16 weight and activations for the GEMM
         const uint64_t pack = x.is_contiguous() ? 0 : align256(cols * K * 4);
-        return pack + (cols <= kGemvMaxCols ? 0 : align256(N * K * 2) + align256(cols * K * 2));
+        const bool dq = cols > kGemvMaxCols && gemm_path() == GemmPath::dequant_cublas;
+        return pack + (dq ? align256(N * K * 2) + align256(cols * K * 2) : 0);
     }
     const bool blas = w.is_contiguous() && w.ne[2] == 1 && w.ne[3] == 1;
     return blas ? align256(cols * K * 4) : 0;  // activations converted to the weight's type

@@ -39,6 +39,12 @@ struct MatmulCtx {
 uint64_t matmul_scratch_bytes(const Tensor& t);
 void run_mul_mat(const Tensor& t, const NodePtrs& p, const MatmulCtx& c);
 
+// the batch path of quantized weights: tiles dequantized into shared memory + wmma (default), or
+// the whole weight dequantized to f16 + cuBLAS (LB_CUDA_GEMM=dequant); the tests run both
+enum class GemmPath { wmma, dequant_cublas };
+GemmPath gemm_path();
+void set_gemm_path(GemmPath p);  // not thread-safe: tests and benchmarks only
+
 // y[ncols][n] = W x[ncols][k] for a quantized weight (contiguous x and y); the kernel choice of
 // run_mul_mat (GEMV for one column, dequantize + tensor-core GEMM otherwise)
 void mul_mat_quant(const dec::QWeight& w, const float* x, uint64_t ncols, float* y, const MatmulCtx& c);
