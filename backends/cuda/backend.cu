@@ -68,6 +68,7 @@ struct DeviceBuf {
 // host ranges mirrored on the device, by host start address
 struct Mirrors {
     std::unordered_map<const void*, std::unique_ptr<DeviceBuf>> map;
+    std::vector<std::unique_ptr<DeviceBuf>> replaced;  // smaller mirrors of a host range that grew
     uint64_t bytes = 0;
     uint8_t* find(const void* host, uint64_t need) const {
         auto it = map.find(host);
@@ -78,7 +79,9 @@ struct Mirrors {
         LB_CUDA_CHECK(cudaMemcpy(b->p, host, n, cudaMemcpyHostToDevice));
         uint8_t* p = b->p;
         bytes += n;
-        map[host] = std::move(b);
+        auto& slot = map[host];
+        if (slot) replaced.push_back(std::move(slot));  // executors prepared earlier may still use it
+        slot = std::move(b);
         return p;
     }
 };

@@ -14,13 +14,23 @@ namespace {
 constexpr unsigned kThreads = 256;
 
 // ---- get_rows ---------------------------------------------------------------------------------
-__global__ void k_get_rows_quant(dec::QWeight w, uint64_t row0, const int32_t* ids, float* y) {
+// an id outside 0..nrows-1 gives a row of NaN (the CPU backend throws; the device cannot)
+__global__ void k_get_rows_quant(dec::QWeight w, uint64_t row0, int64_t nrows, const int32_t* ids, float* y) {
     const uint64_t r = blockIdx.x;
-    const uint64_t row = row0 + uint64_t(ids[r]);
+    const int32_t id = ids[r];
+    if (id < 0 || id >= nrows) {
+        for (uint64_t i = threadIdx.x; i < w.k; i += blockDim.x) y[r * w.k + i] = NAN;
+        return;
+    }
+    const uint64_t row = row0 + uint64_t(id);
     for (uint64_t i = threadIdx.x; i < w.k; i += blockDim.x) y[r * w.k + i] = dec::weight_at(w, row, i);
 }
 __global__ void k_get_rows_plain(const uint8_t* a, TD ta, int et, const int32_t* ids, float* y) {
     const uint64_t r = blockIdx.x;
+    if (ids[r] < 0 || ids[r] >= ta.ne[1]) {
+        for (int64_t i = threadIdx.x; i < ta.ne[0]; i += blockDim.x) y[r * ta.ne[0] + i] = NAN;
+        return;
+    }
     const uint8_t* src = a + uint64_t(ids[r]) * ta.nb[1];
     for (int64_t i = threadIdx.x; i < ta.ne[0]; i += blockDim.x)
         y[r * ta.ne[0] + i] = load_elem(et, src + i * ta.nb[0]);
@@ -188,7 +198,7 @@ void run_get_rows(const Tensor& t, const NodePtrs& p, cudaStream_t s) {
     const int32_t* ids = reinterpret_cast<const int32_t*>(p.src[1]);
     float* y = reinterpret_cast<float*>(p.dst);
     if (a.quantized())
-        k_get_rows_quant<<<n, kThreads, 0, s>>>(dec::to_qweight(a.weight_view(), p.src[0]), a.qrow0, ids, y);
+        k_get_rows_quant<<<n, kThreads, 0, s>>>(dec::to_qweight(a.weight_view(), p.src[0]), a.qrow0, a.ne[1], ids, y);
     else
         k_get_rows_plain<<<n, kThreads, 0, s>>>(p.src[0], td_of(a), et_of(a.type), ids, y);
     check_launch();
