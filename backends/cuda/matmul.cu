@@ -2,7 +2,8 @@
 //   quantized weight (rg, a0, sign), one activation column (decode): a fused dequantize-GEMV per
 //     code width (k_gemv<BITS>): one warp per weight row, the activation row in shared memory,
 //     codes and compact meta read straight from global memory through the shared decoder
-//     (backends/cuda/decode.h), sums per meta column (sum q x, sum x), a warp reduction;
+//     (backends/cuda/decode.h), each meta column decoded once per warp by one lane and handed
+//     to the lanes that need it by shuffle, a warp reduction;
 //   quantized weight, 2..4 columns: the GEMV per column;
 //   quantized weight, more columns: k_gemm_wmma: 64 x 64 output tiles, per 32-input step the
 //     weight tile is dequantized into shared memory as f16 (the shared decoder per element) and
@@ -64,23 +65,27 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
         if (lane == 0) y[row] = acc * reinterpret_cast<const float*>(w.data + w.off_hvec)[row];
         return;
     }
-    // w = q s + m per meta column: accumulate sum q x and sum x while the column stays the same
+    // w = q s + m. The meta is decoded once per meta column and warp, not per weight: the warp keeps
+    // a window of 32 consecutive meta columns [cbase, cbase + 32), lane j holding the (s, m) of
+    // column cbase + j, and each run of 32 inputs (lane = input) fetches its (s, m) by shuffle. The
+    // window moves (warp-uniformly) when a run reaches past it: every 32 groups for rg (a decode
+    // per group), every run for a0 (a decode per input column: a0 has one (s, m) per column).
     const uint64_t mrow = dec::meta_row(w, row);
-    uint64_t cur = ~uint64_t(0);
-    float s = 0, m = 0, sq = 0, sx = 0;
-    for (uint64_t i = lane; i < w.k; i += 32) {
-        const uint64_t c = dec::meta_col(w, i);
-        if (c != cur) {
-            acc += s * sq + m * sx;
-            sq = sx = 0;
-            dec::meta_sm(w, mrow, c, s, m);
-            cur = c;
+    const uint64_t ncol = w.geo == dec::geo_rg ? w.k / w.group : w.k;
+    uint64_t cbase = 0;
+    bool have = false;
+    float ws = 0, wm = 0;  // this lane's window entry
+    for (uint64_t i0 = 0; i0 < w.k; i0 += 32) {
+        const uint64_t i = i0 + lane, last = i0 + 31 < w.k ? i0 + 31 : w.k - 1;
+        if (!have || dec::meta_col(w, last) >= cbase + 32) {
+            cbase = dec::meta_col(w, i0);
+            have = true;
+            if (cbase + lane < ncol) dec::meta_sm(w, mrow, cbase + lane, ws, wm);
         }
-        const float xi = xv[i];
-        sq += float(dec::code_at<BITS>(codes, i)) * xi;
-        sx += xi;
+        const int src = int(dec::meta_col(w, i < w.k ? i : last) - cbase);  // 0..31
+        const float s = __shfl_sync(0xffffffffu, ws, src), m = __shfl_sync(0xffffffffu, wm, src);
+        if (i < w.k) acc += (float(dec::code_at<BITS>(codes, i)) * s + m) * xv[i];
     }
-    acc += s * sq + m * sx;
     acc = warp_sum(acc);
     if (lane == 0) y[row] = acc;
 }
