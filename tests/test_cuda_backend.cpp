@@ -197,19 +197,22 @@ CUDA_CASE("CUDA mul_mat with f32 / f16 / bf16 weights: cuBLAS 2-D, and batched, 
             CHECK(nmse(r[0].first, r[0].second) <= 5e-4);
         }
     }
-    // attention-like: K [hd, nkv, Hkv] a strided f16 view of a cache, q permuted [hd, n, H]
-    const int64_t hd = 40, nkv = 19, Hkv = 2, H = 6, n = 5, S = 23;
+    // attention-like: K [hd, nkv, Hkv] a strided f16 view of a cache, q permuted [hd, n, H]; n = 1
+    // takes the generic kernel, n = 5 cuBLAS strided batches (GQA: 3 query heads per kv head)
+    const int64_t hd = 40, nkv = 19, Hkv = 2, H = 6, S = 23;
     std::vector<uint16_t> cache(size_t(S * hd * Hkv));
     Rng r{17};
     for (auto& h : cache) h = f32_to_f16(r.normal());
-    Case c;
-    Tensor* kc = c.g.external(Type::f16, {hd * Hkv, S}, cache.data(), "cache");
-    Tensor* K = c.g.view(kc, {hd, nkv, Hkv}, {uint64_t(hd * Hkv * 2), uint64_t(hd * 2)}, 0);
-    Tensor* q = c.input_f32({hd, H, n}, 4);
-    Tensor* kq = c.g.mul_mat(K, c.g.permute(q, 0, 2, 1, 3));
-    c.outs.push_back(kq);
-    const auto res = c.run();
-    CHECK(nmse(res[0].first, res[0].second) <= 5e-4);
+    for (int64_t n : {1, 5}) {
+        INFO("attention columns " << n);
+        Case c;
+        Tensor* kc = c.g.external(Type::f16, {hd * Hkv, S}, cache.data(), "cache");
+        Tensor* K = c.g.view(kc, {hd, nkv, Hkv}, {uint64_t(hd * Hkv * 2), uint64_t(hd * 2)}, 0);
+        Tensor* q = c.input_f32({hd, H, n}, 4);
+        c.outs.push_back(c.g.mul_mat(K, c.g.permute(q, 0, 2, 1, 3)));
+        const auto res = c.run();
+        CHECK(nmse(res[0].first, res[0].second) <= 5e-4);
+    }
 }
 
 CUDA_CASE("CUDA element ops, norms, rope, softmax, copies and argmax equal the CPU") {

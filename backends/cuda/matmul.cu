@@ -11,8 +11,9 @@
 //     tensor cores (f32 accumulation); LB_CUDA_GEMM=dequant selects instead: the whole weight
 //     dequantized to f16 (k_dequant_f16) and cuBLAS GemmEx (f16 inputs, f32 accumulation);
 //   f32 / f16 / bf16 2-D weights: cuBLAS (f32 without TF32; f16 / bf16 with the activations
-//     converted to the weight's type), and a generic strided kernel (k_mm_plain) for everything
-//     else: batched, broadcast and strided operands (attention over the f16 KV cache views).
+//     converted to the weight's type); batched strided weights (attention over the f16 KV-cache
+//     views, GQA) with several query columns: cuBLAS strided-batched GEMM, one batch per kv head;
+//     everything else (one query column, odd strides) the generic kernel k_mm_plain.
 // k_gemv_ref (thread per row, dec::weight_at per element) is the device reference of k_gemv.
 #include <cublas_v2.h>
 #include <mma.h>
@@ -263,6 +264,18 @@ void mul_mat_quant(const dec::QWeight& w, const float* x, uint64_t ncols, float*
     gemm_blas(c.blas, CUDA_R_16F, wh, xh, y, w.n, ncols, w.k);
 }
 
+// Batched float weights that cuBLAS can take as strided batches (the attention products over
+// the KV-cache views, several query columns): rows of w at a whole-element stride >= K, one
+// batch dimension (dims 3 are 1), x with several columns per batch. Query heads sharing a kv
+// head (GQA, r2 = B2 / A2) are consecutive x batches, so after packing x densely as
+// [B2][M][K] they are r2 * M consecutive columns of one GEMM per weight batch.
+static bool batched_blas(const Tensor& w, const Tensor& x) {
+    const uint64_t es = type_size(w.type);
+    return !w.quantized() && w.ne[3] == 1 && x.ne[3] == 1 && x.ne[1] > 1 && w.nb[0] == es && w.nb[1] % es == 0 &&
+           w.nb[2] % es == 0 && w.nb[1] / es >= uint64_t(w.ne[0]) && w.nb[1] / es < (uint64_t(1) << 31) &&
+           x.nelements() < (int64_t(1) << 31);
+}
+
 uint64_t matmul_scratch_bytes(const Tensor& t) {
     const Tensor &w = *t.src[0], &x = *t.src[1];
     const uint64_t K = uint64_t(w.ne[0]), N = uint64_t(w.ne[1]), cols = uint64_t(x.nrows());
@@ -272,7 +285,7 @@ uint64_t matmul_scratch_bytes(const Tensor& t) {
         return pack + (dq ? align256(N * K * 2) + align256(cols * K * 2) : 0);
     }
     const bool blas = w.is_contiguous() && w.ne[2] == 1 && w.ne[3] == 1;
-    return blas ? align256(cols * K * 4) : 0;  // activations converted to the weight's type
+    return blas || batched_blas(w, x) ? align256(cols * K * 4) : 0;  // activations in the weight's type
 }
 
 void run_mul_mat(const Tensor& t, const NodePtrs& p, const MatmulCtx& c) {
@@ -308,6 +321,20 @@ void run_mul_mat(const Tensor& t, const NodePtrs& p, const MatmulCtx& c) {
             xb = c.scratch;
         }
         gemm_blas(c.blas, dt, p.src[0], xb, y, N, cols, K);
+        return;
+    }
+    if (batched_blas(w, x)) {  // one GEMM per weight batch over its r2 * M columns
+        const int et = et_of(w.type);
+        const uint64_t es = type_size(w.type);
+        const cudaDataType_t dt = et == et_f32 ? CUDA_R_32F : et == et_f16 ? CUDA_R_16F : CUDA_R_16BF;
+        k_pack_act<<<blocks_for(cols * K, 256), 256, 0, c.stream>>>(p.src[1], td_of(x), c.scratch, et, cols * K);
+        check_launch();
+        const int64_t M = x.ne[1], r2 = x.ne[2] / w.ne[2], ncol = r2 * M;
+        const float one = 1.0f, zero = 0.0f;
+        LB_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+            c.blas, CUBLAS_OP_T, CUBLAS_OP_N, int(N), int(ncol), int(K), &one, p.src[0], dt, int(w.nb[1] / es),
+            (long long)(w.nb[2] / es), c.scratch, dt, int(K), (long long)(ncol * int64_t(K)), &zero, y, CUDA_R_32F,
+            int(N), (long long)(ncol * int64_t(N)), int(w.ne[2]), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         return;
     }
     const uint64_t n_out = uint64_t(t.nelements());
