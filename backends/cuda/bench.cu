@@ -1,9 +1,12 @@
 // bench.cu: device measurements for `lowbit bench kernels --backend cuda`: the device-to-device
 // copy bandwidth (the roofline the GEMV kernels are compared with) and the time of one mul_mat
-// of a given weight through the same entry the graph executor uses (backends/cuda/matmul.cu).
+// of a given weight through the same entry the graph executor uses (backends/cuda/matmul.cu),
+// rotating over copies of the weight larger than L2 together (a DRAM-bound measurement).
 #include <cublas_v2.h>
 
+#include <algorithm>
 #include <memory>
+#include <vector>
 
 #include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/ops.cuh"
@@ -68,17 +71,30 @@ double time_matmul(int device, Type type, const QParams& p, uint64_t n, uint64_t
                    int reps) {
     BenchEnv e(device);
     const WeightView v = make_view(type, p, n, k, blob);
-    uint8_t* w = e.alloc(v.lay.nbytes ? v.lay.nbytes : tensor_nbytes(type, p, n, k));
-    LB_CUDA_CHECK(cudaMemcpy(w, blob, tensor_nbytes(type, p, n, k), cudaMemcpyHostToDevice));
+    const uint64_t bytes = tensor_nbytes(type, p, n, k);
+    // copies of the weight visited round-robin, together at least 4 x the L2 cache (at most
+    // 2 GiB), so that the GEMV reads device memory as it does in a model, not L2
+    int l2 = 0;
+    LB_CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, device));
+    const uint64_t want = 4 * uint64_t(l2 > 0 ? l2 : 0);
+    const uint64_t copies =
+        std::max<uint64_t>(1, std::min<uint64_t>((want + bytes - 1) / bytes, (uint64_t(2) << 30) / bytes));
+    std::vector<uint8_t*> ws;
+    for (uint64_t i = 0; i < copies; ++i) {
+        ws.push_back(e.alloc(bytes));
+        LB_CUDA_CHECK(cudaMemcpy(ws.back(), blob, bytes, cudaMemcpyHostToDevice));
+    }
     float* x = reinterpret_cast<float*>(e.alloc(ncols * k * 4));
     float* y = reinterpret_cast<float*>(e.alloc(ncols * n * 4));
     LB_CUDA_CHECK(cudaMemsetAsync(x, 0, ncols * k * 4, e.s));
     const uint64_t scratch_bytes =
         ((n * k * 2 + 255) & ~uint64_t(255)) + ((ncols * k * 4 + 255) & ~uint64_t(255)) + 256;
     const MatmulCtx c{e.blas, e.alloc(scratch_bytes), scratch_bytes, e.s};
+    uint64_t next = 0;
     if (traits(type).kind == Kind::quant) {
-        const dec::QWeight q = dec::to_qweight(v, w);
-        return e.ms(reps, [&] { mul_mat_quant(q, x, ncols, y, c); });
+        std::vector<dec::QWeight> qs;
+        for (uint8_t* w : ws) qs.push_back(dec::to_qweight(v, w));
+        return e.ms(reps, [&] { mul_mat_quant(qs[next++ % copies], x, ncols, y, c); });
     }
     // plain weights: through run_mul_mat on stand-alone tensors
     Tensor tw, tx, ty;
@@ -89,8 +105,10 @@ double time_matmul(int device, Type type, const QParams& p, uint64_t n, uint64_t
     ty.op = Op::mul_mat;
     ty.src[0] = &tw;
     ty.src[1] = &tx;
-    const NodePtrs np{reinterpret_cast<uint8_t*>(y), {w, reinterpret_cast<const uint8_t*>(x)}};
-    return e.ms(reps, [&] { run_mul_mat(ty, np, c); });
+    return e.ms(reps, [&] {
+        const NodePtrs np{reinterpret_cast<uint8_t*>(y), {ws[next++ % copies], reinterpret_cast<const uint8_t*>(x)}};
+        run_mul_mat(ty, np, c);
+    });
 }
 
 }  // namespace lb::cuda
