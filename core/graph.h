@@ -24,6 +24,24 @@
 
 namespace lb {
 
+class Graph;
+
+// Runs a planned graph on another device (backends/cuda): compute() reads the graph's inputs from
+// their host data (the arena) and writes its outputs back there, so a caller sees the same
+// tensors as after Graph::compute. A backend makes one executor per planned graph.
+class GraphExecutor {
+ public:
+    virtual ~GraphExecutor() = default;
+    virtual void compute(Graph& g) = 0;
+};
+class GraphBackend {
+ public:
+    virtual ~GraphBackend() = default;
+    virtual const char* name() const = 0;
+    // g must be planned; the executor is valid while g and the backend live and g is not re-planned
+    virtual std::unique_ptr<GraphExecutor> prepare(Graph& g) = 0;
+};
+
 class Graph {
  public:
     Graph();
@@ -70,8 +88,10 @@ class Graph {
     // ---- introspection (tests, tools) ----
     const std::vector<Tensor*>& order() const { return order_; }  // execution order, leaves included
     uint64_t arena_bytes() const { return arena_bytes_; }         // buffers, after reuse
-    uint64_t buffer_bytes_sum() const { return buffer_sum_; }     // sum of every arena buffer
-    uint64_t work_bytes() const { return work_bytes_; }           // op scratch (in the arena too)
+    const uint8_t* arena() const { return arena_; }               // host arena (after plan())
+    bool planned() const { return planned_; }
+    uint64_t buffer_bytes_sum() const { return buffer_sum_; }  // sum of every arena buffer
+    uint64_t work_bytes() const { return work_bytes_; }        // op scratch (in the arena too)
     size_t n_tensors() const { return tensors_.size(); }
 
  private:

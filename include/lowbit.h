@@ -91,7 +91,7 @@ typedef struct lb_build_info {
     const char* version;       /* "0.1.0" */
     const char* isa;           /* the CPU kernel table in use: "ref", "avx2", "avx512", "neon" */
     const char* isa_available; /* every table this build and this CPU support: "ref,avx2,avx512" */
-    const char* backends;      /* backends compiled in: "cpu" */
+    const char* backends;      /* backends compiled in: "cpu" or "cpu,cuda" */
     const char* compiler;      /* e.g. "gcc 12.2.0" */
 } lb_build_info;
 
@@ -119,8 +119,10 @@ typedef struct lb_sampler lb_sampler;
 typedef bool (*lb_progress_fn)(float progress, void* user_data);
 
 typedef struct lb_model_params {
-    const char* backend;     /* "cpu" (default; NULL means "cpu"). "cuda": LB_ERR_UNSUPPORTED in this
-                                build. Anything else: LB_ERR_INVALID_ARGUMENT. */
+    const char* backend;     /* "cpu" (default; NULL means "cpu"). "cuda": the weights are uploaded to
+                                CUDA device 0 and every context runs its graphs there; in a build
+                                without CUDA, or with no CUDA device ("no CUDA device: ..."),
+                                LB_ERR_UNSUPPORTED. Anything else: LB_ERR_INVALID_ARGUMENT. */
     int32_t n_threads;       /* default thread count of contexts made from this model: 1..1024, or
                                 0 = min(4, CPU cores) (default 0) */
     bool use_mmap;           /* true (default): weights are used in place from a read-only mapping;

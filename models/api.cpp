@@ -16,6 +16,9 @@
 #include <thread>
 
 #include "backends/cpu/dispatch.h"
+#if defined(LB_HAVE_CUDA)
+#include "backends/cuda/cuda_backend.h"
+#endif
 #include "formats/lbf.h"
 #include "models/api_internal.h"
 #include "models/chat.h"
@@ -111,7 +114,11 @@ lb_status lb_get_build_info(lb_build_info* info) {
         info->version = lb_version();
         info->isa = best.isa;
         info->isa_available = available.c_str();
+#if defined(LB_HAVE_CUDA)
+        info->backends = "cpu,cuda";
+#else
         info->backends = "cpu";
+#endif
         info->compiler = compiler;
         return LB_OK;
     });
@@ -233,9 +240,17 @@ lb_status lb_model_load(const char* path, const lb_model_params* params, lb_mode
         LB_API_CHECK(path && out, LB_ERR_INVALID_ARGUMENT, "lb_model_load: %s is NULL", path ? "out" : "path");
         const lb_model_params p = params ? *params : lb_model_default_params();
         const std::string backend = p.backend ? p.backend : "cpu";
+#if !defined(LB_HAVE_CUDA)
         LB_API_CHECK(backend != "cuda", LB_ERR_UNSUPPORTED,
                      "model load: backend 'cuda' is not in this build (backends built: cpu)");
-        LB_API_CHECK(backend == "cpu", LB_ERR_INVALID_ARGUMENT,
+#else
+        if (backend == "cuda") {
+            std::string why;
+            LB_API_CHECK(cuda::device_count(&why) > 0, LB_ERR_UNSUPPORTED, "model load: backend 'cuda': no CUDA device: %s",
+                         why.c_str());
+        }
+#endif
+        LB_API_CHECK(backend == "cpu" || backend == "cuda", LB_ERR_INVALID_ARGUMENT,
                      "model load: backend '%s' is unknown: supported cpu, cuda", backend.c_str());
         LB_API_CHECK(p.n_threads >= 0 && p.n_threads <= 1024, LB_ERR_INVALID_ARGUMENT,
                      "model load: n_threads %d, supported 1..1024 or 0 (= min(4, cores))", p.n_threads);
@@ -271,6 +286,14 @@ lb_status lb_model_load(const char* path, const lb_model_params* params, lb_mode
                  "%s: the tokenizer has %zu tokens, more than the model's vocabulary of %lld", path, m->tok->n_tokens(),
                  (long long)n_vocab);
         progress(p, 0.95f);
+#if defined(LB_HAVE_CUDA)
+        if (backend == "cuda") {
+            m->cuda_weights = cuda::upload_weights(*m->llama, 0);
+            m->backend = "cuda";
+            api::log(LB_LOG_INFO, "cuda: %llu bytes of weights on %s",
+                     (unsigned long long)cuda::device_bytes(*m->cuda_weights), cuda::device_description(0).c_str());
+        }
+#endif
 
         m->n_threads = p.n_threads ? p.n_threads : int(std::max(1u, std::min(4u, std::thread::hardware_concurrency())));
         const Tokenizer& tok = *m->tok;

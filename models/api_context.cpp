@@ -6,6 +6,9 @@
 #include <cstring>
 
 #include "models/api_internal.h"
+#if defined(LB_HAVE_CUDA)
+#include "backends/cuda/cuda_backend.h"
+#endif
 #include "models/chat.h"
 
 using namespace lb;
@@ -61,6 +64,7 @@ void decode(lb_context* c, const int32_t* tokens, int64_t n, bool all_logits) {
                 go.n_kv = c->n_past + b;
                 go.all_logits = keep_all;
                 go.max_threads = c->n_threads;
+                go.backend = c->backend.get();
                 LlamaGraph g(*c->model->llama, c->cache, go);
                 const float* out = g.eval(tokens + i, c->n_past, c->pool);  // n_logits() rows
                 if (keep_all)
@@ -97,10 +101,21 @@ SamplerParams to_internal(const lb_sampler_params& p) {
 
 }  // namespace
 
+// the graph backend of a new context: the model's backend
+static std::unique_ptr<lb::GraphBackend> context_backend(const lb_model* m) {
+#if defined(LB_HAVE_CUDA)
+    if (m->cuda_weights) return lb::cuda::make_backend(m->cuda_weights);
+#else
+    (void)m;
+#endif
+    return nullptr;
+}
+
 lb_context::lb_context(const lb_model* m, int64_t n_ctx, int n_batch_, int n_threads_)
     : model(m),
       cache(m->llama->hp, n_ctx),
-      dec(*m->llama, cache, n_threads_),
+      backend(context_backend(m)),
+      dec(*m->llama, cache, n_threads_, backend.get()),
       pool(n_threads_),
       n_batch(n_batch_),
       n_threads(n_threads_),

@@ -18,6 +18,10 @@
 #include "models/sampler.h"
 #include "models/tokenizer.h"
 
+namespace lb::cuda {
+struct DeviceWeights;  // backends/cuda/cuda_backend.h (only in builds with CUDA)
+}
+
 namespace lb::api {
 
 // An error with the status it maps to (lb::Error from the engine maps to each call's default).
@@ -74,6 +78,9 @@ struct FreeDeleter {
 struct lb_model {
     std::unique_ptr<uint8_t, lb::api::FreeDeleter> buffer;
     std::unique_ptr<lb::LlamaModel> llama;  // owns the LbfFile
+    // backend "cuda": the device copies of every tensor of `llama` (null on the CPU)
+    std::shared_ptr<lb::cuda::DeviceWeights> cuda_weights;
+    std::string backend = "cpu";
     std::optional<lb::Tokenizer> tok;
     int n_threads = 1;
     std::vector<int32_t> end_ids;
@@ -87,6 +94,9 @@ struct lb_context {
     lb_context(const lb_model* m, int64_t n_ctx, int n_batch, int n_threads);
     const lb_model* model;
     lb::KvCache cache;
+    // where the graphs run: null = the CPU; the CUDA backend (its KV-cache mirror is the cache
+    // that counts then; `cache` on the host is only its initial content)
+    std::unique_ptr<lb::GraphBackend> backend;
     lb::LlamaDecoder dec;
     lb::ThreadPool pool;
     int n_batch, n_threads;

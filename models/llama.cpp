@@ -284,6 +284,7 @@ LlamaGraph::LlamaGraph(const LlamaModel& m, KvCache& cache, const LlamaGraphOpti
     logits_ = project(m.output, x, hp.tied_output ? "output(tied)" : "output", false);  // [n_vocab, n]
     g_.output(logits_);
     g_.plan(opt_.max_threads);
+    if (opt_.backend) exec_ = opt_.backend->prepare(g_);
 }
 
 const float* LlamaGraph::eval(const int32_t* tokens, int64_t pos0, ThreadPool& pool) {
@@ -300,16 +301,20 @@ const float* LlamaGraph::eval(const int32_t* tokens, int64_t pos0, ThreadPool& p
     }
     // point the cache writes at pos0 (in bounds: pos0 + n <= n_kv <= n_ctx, as at build time)
     for (const KvWrite& w : writes_) w.view->view_offs = w.base + uint64_t(pos0) * w.stride;
-    g_.compute(pool);
+    if (exec_)
+        exec_->compute(g_);
+    else
+        g_.compute(pool);
     return static_cast<const float*>(logits_->data);
 }
 
-LlamaDecoder::LlamaDecoder(const LlamaModel& m, KvCache& cache, int max_threads) {
+LlamaDecoder::LlamaDecoder(const LlamaModel& m, KvCache& cache, int max_threads, GraphBackend* backend) {
     for (int64_t span = std::min<int64_t>(32, cache.n_ctx);; span = std::min(2 * span, cache.n_ctx)) {
         LlamaGraphOptions o;
         o.n_tokens = 1;
         o.n_kv = span;
         o.max_threads = max_threads;
+        o.backend = backend;
         graphs_.push_back(std::make_unique<LlamaGraph>(m, cache, o));
         spans_.push_back(span);
         if (span == cache.n_ctx) break;

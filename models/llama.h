@@ -172,6 +172,8 @@ struct LlamaGraphOptions {
     int64_t n_kv = 0;        // cache positions attended (0: the whole cache); pos0 + n_tokens <= n_kv
     bool all_logits = true;  // logits of every token, or only of the last one
     int max_threads = 1;     // pool.size() of the calls to eval() is at most this
+    // run the graph there (e.g. the CUDA backend) instead of on the CPU; it must outlive the graph
+    GraphBackend* backend = nullptr;
 };
 
 // Built once per batch shape (n_tokens, n_kv) and reused: eval() fills the inputs, points the
@@ -206,6 +208,7 @@ class LlamaGraph {
     KvCache& cache_;
     LlamaGraphOptions opt_;
     Graph g_;
+    std::unique_ptr<GraphExecutor> exec_;  // opt_.backend's executor of g_, or null (CPU)
     Tensor *tok_ = nullptr, *pos_ = nullptr, *logits_ = nullptr;
     Tensor *kc_ = nullptr, *vc_ = nullptr;  // the whole caches
     struct KvWrite {
@@ -221,7 +224,8 @@ class LlamaGraph {
 // The graphs are built up front; eval() allocates nothing.
 class LlamaDecoder {
  public:
-    LlamaDecoder(const LlamaModel& m, KvCache& cache, int max_threads);
+    // backend: see LlamaGraphOptions (null: the CPU)
+    LlamaDecoder(const LlamaModel& m, KvCache& cache, int max_threads, GraphBackend* backend = nullptr);
     // logits [n_vocab] of `token` at `pos` (positions 0..pos-1 must be in the cache)
     const float* eval(int32_t token, int64_t pos, ThreadPool& pool);
     size_t n_graphs() const { return graphs_.size(); }

@@ -262,6 +262,7 @@ PerplexityResult perplexity(const LlamaModel& m, const std::vector<int32_t>& tok
     go.n_kv = n_ctx;
     go.all_logits = true;
     go.max_threads = opt.threads;
+    go.backend = opt.backend;
     LlamaGraph graph(m, cache, go);
     ThreadPool pool(opt.threads);
 

@@ -24,6 +24,7 @@
 #include "models/llama.h"
 #include "models/synthetic.h"
 #include "tools/args.h"
+#include "tools/backend_opt.h"
 #include "tools/commands.h"
 
 namespace lb {
@@ -103,7 +104,7 @@ struct Options {
     int threads = 2;
     int reps = 0;  // 0: automatic (about 0.3 s per case)
     uint64_t gemm_n = 512;
-    bool gemv = true, gemm = true, l3 = true, dram = true;
+    bool gemv = true, gemm = true, l3 = true, dram = true, cuda = false;
     std::string json_path, isa;
 };
 
@@ -118,6 +119,8 @@ void usage() {
         "  --gemm-n N         activation rows of the GEMM case (default 512)\n"
         "  --no-gemv --no-gemm --no-l3 --no-dram   skip cases\n"
         "  --isa NAME         kernel table (ref, avx2, avx512, neon; default: best available)\n"
+        "  --backend B        cpu (default) or cuda: the CUDA kernels, against the measured device copy\n"
+        "                     bandwidth (--threads, --isa, --no-l3 and --no-dram do not apply)\n"
         "  --json FILE        also write the results as JSON\n"
         "  --list             list the presets (block types) and exit\n");
 }
@@ -180,6 +183,8 @@ Options parse(int argc, char** argv) {
             o.dram = false;
         } else if (a == "--isa") {
             o.isa = val();
+        } else if (a == "--backend") {
+            o.cuda = parse_backend(val());
         } else if (a == "--json") {
             o.json_path = val();
         } else if (a == "--list") {
@@ -199,8 +204,80 @@ Options parse(int argc, char** argv) {
     return o;
 }
 
+#if defined(LB_HAVE_CUDA)
+// `bench kernels --backend cuda`: GEMV (one column) and GEMM (--gemm-n columns) per preset and
+// shape on device 0, through the backend's mul_mat entry; GB/s of weight bytes against the
+// device-to-device copy bandwidth
+int bench_kernels_cuda(const Options& o) {
+    std::string why;
+    LB_CHECK(cuda::device_count(&why) > 0, "--backend cuda: no CUDA device: %s", why.c_str());
+    const double bw = cuda::measure_copy_bandwidth(0, uint64_t(1) << 30, 20);
+    std::printf("# lowbit bench kernels (cuda)\n\n%s, measured copy bandwidth %.1f GB/s (1 GiB device-to-device)\n\n",
+                cuda::device_description(0).c_str(), bw);
+    std::printf(
+        "| type | K x N | n | bpw | us/op | GB/s | G weights/s | of copy bw |\n|---|---|---|---|---|---|---|---|\n");
+    std::fflush(stdout);
+    std::vector<Result> results;
+    for (const auto& tname : o.types) {
+        const Preset& pr = *find_preset(tname);
+        for (auto [k, n] : o.shapes) {
+            QParams p;
+            try {
+                p = preset_params(pr, n, k);
+            } catch (const Error& e) {
+                std::printf("| %s | %llux%llu | - | skipped: %s |\n", pr.name, (unsigned long long)k,
+                            (unsigned long long)n, e.what());
+                continue;
+            }
+            const std::vector<uint8_t> blob = random_weight(pr.type, p, n, k, 42);
+            for (int kind = 0; kind < 2; ++kind) {
+                if ((kind == 0 && !o.gemv) || (kind == 1 && !o.gemm)) continue;
+                const uint64_t ncols = kind == 0 ? 1 : o.gemm_n;
+                const double ms = cuda::time_matmul(0, pr.type, p, n, k, blob.data(), ncols, o.reps ? o.reps : 50);
+                const double s = ms * 1e-3;
+                Result res{pr.name,
+                           "device",
+                           k,
+                           n,
+                           ncols,
+                           8.0 * double(blob.size()) / double(n * k),
+                           s * 1e6,
+                           double(blob.size()) / s / 1e9,
+                           double(n * k) * double(ncols) / s / 1e9,
+                           0};
+                res.frac = kind == 0 ? res.gbs / bw : 0;
+                results.push_back(res);
+                std::printf("| %s | %llux%llu | %llu | %.3f | %.1f | %.1f | %.1f | %s |\n", res.type.c_str(),
+                            (unsigned long long)k, (unsigned long long)n, (unsigned long long)ncols, res.bpw, res.us,
+                            res.gbs, res.gws, kind == 0 ? strfmt("%.0f%%", 100 * res.frac).c_str() : "-");
+                std::fflush(stdout);
+            }
+        }
+    }
+    if (!o.json_path.empty()) {
+        FILE* f = std::fopen(o.json_path.c_str(), "w");
+        LB_CHECK(f, "--json: cannot write '%s'", o.json_path.c_str());
+        std::fprintf(f, "{\n  \"backend\": \"cuda\", \"copy_bw_gbs\": %.3f,\n  \"results\": [\n", bw);
+        for (size_t i = 0; i < results.size(); ++i) {
+            const Result& r = results[i];
+            std::fprintf(f,
+                         "    {\"type\": \"%s\", \"k\": %llu, \"n\": %llu, \"ncols\": %llu, \"bpw\": %.4f, "
+                         "\"us\": %.3f, \"gbs\": %.3f, \"gweights_s\": %.3f, \"bw_fraction\": %.4f}%s\n",
+                         r.type.c_str(), (unsigned long long)r.k, (unsigned long long)r.n, (unsigned long long)r.ncols,
+                         r.bpw, r.us, r.gbs, r.gws, r.frac, i + 1 < results.size() ? "," : "");
+        }
+        std::fprintf(f, "  ]\n}\n");
+        std::fclose(f);
+    }
+    return 0;
+}
+#endif
+
 int bench_kernels(int argc, char** argv) {
     const Options o = parse(argc, argv);
+#if defined(LB_HAVE_CUDA)
+    if (o.cuda) return bench_kernels_cuda(o);
+#endif
     const CpuKernels& kern = o.isa.empty() ? kernels_best() : kernels_by_name(o.isa.c_str());
     ThreadPool pool(o.threads);
     const double bw = measure_read_bw(pool);
@@ -309,6 +386,7 @@ struct ModelOptions {
     int threads = 2;
     int reps = 3;
     double bw = 0;  // 0: measure
+    bool cuda = false;
 };
 
 void model_usage() {
@@ -325,6 +403,8 @@ void model_usage() {
         "  -t, --threads T      threads (default 2)\n"
         "  --reps R             repetitions of each test, median reported (default 3)\n"
         "  --bw GBS             read bandwidth in GB/s to report against, instead of measuring it\n"
+        "  --backend B          cpu (default) or cuda (the model's tensors uploaded to CUDA device 0; the\n"
+        "                       ceiling is then the device copy bandwidth)\n"
         "  --json FILE          also write the results as JSON\n",
         synthetic_geometry_names().c_str());
 }
@@ -367,6 +447,8 @@ ModelOptions parse_model(int argc, char** argv) {
                      v.c_str());
         } else if (a == "--json") {
             o.json_path = val();
+        } else if (a == "--backend") {
+            o.cuda = parse_backend(val());
         } else if (a == "--help" || a == "-h") {
             model_usage();
             std::exit(0);
@@ -417,7 +499,15 @@ double kv_bytes_per_token(const KvCache& c, uint64_t n) {
 int bench_model(int argc, char** argv) {
     const ModelOptions o = parse_model(argc, argv);
     ThreadPool pool(o.threads);
-    const double bw = o.bw > 0 ? o.bw : measure_read_bw(pool);
+    double bw = o.bw;
+#if defined(LB_HAVE_CUDA)
+    if (o.cuda && bw <= 0) {
+        std::string why;
+        LB_CHECK(cuda::device_count(&why) > 0, "--backend cuda: no CUDA device: %s", why.c_str());
+        bw = cuda::measure_copy_bandwidth(0, uint64_t(1) << 30, 20);
+    }
+#endif
+    if (bw <= 0) bw = measure_read_bw(pool);
     std::unique_ptr<LlamaModel> m;
     std::string name, desc;
     const auto t_load = Clock::now();
@@ -441,6 +531,7 @@ int bench_model(int argc, char** argv) {
                       ty(m->tok_embd).c_str(), ty(m->layers[0].wq.w).c_str(), ty(m->layers[0].ffn_down.w).c_str(),
                       m->hp.tied_output ? "tied to token_embd" : ty(m->output.w).c_str());
     }
+    const CliBackend be = make_cli_backend(o.cuda, *m);
     const double load_s = seconds_since(t_load);
     const LlamaHParams& hp = m->hp;
     const ModelBytes mb = model_bytes(*m);
@@ -453,7 +544,7 @@ int bench_model(int argc, char** argv) {
     std::vector<int32_t> toks(std::max<uint64_t>(o.pp, o.tg));
     for (auto& t : toks) t = int32_t(rng.next() % uint64_t(hp.n_vocab));
 
-    std::printf("# lowbit bench model\n\n%s\n", desc.c_str());
+    std::printf("# lowbit bench model\n\n%s\nbackend %s\n", desc.c_str(), be.description.c_str());
     std::printf(
         "n_embd %lld, n_ff %lld, %lld layers, %lld/%lld heads, vocab %lld; %d threads; ready in %.1f s\n"
         "weights %.1f MiB; read per decoded token %.1f MiB (weights %.1f + KV cache %.2f, f16, averaged over "
@@ -482,7 +573,7 @@ int bench_model(int argc, char** argv) {
     };
     // warm-up: two decode steps touch every weight (mmap'd pages in, caches warm)
     {
-        LlamaDecoder dec(*m, cache, o.threads);
+        LlamaDecoder dec(*m, cache, o.threads, be.get());
         dec.eval(toks[0], 0, pool);
         if (cache.n_ctx > 1) dec.eval(toks[1 % toks.size()], 1, pool);
     }
@@ -492,6 +583,7 @@ int bench_model(int argc, char** argv) {
         go.n_kv = int64_t(o.pp);
         go.all_logits = false;
         go.max_threads = o.threads;
+        go.backend = be.get();
         LlamaGraph g(*m, cache, go);
         std::vector<double> t;
         for (int r = 0; r < o.reps; ++r) {
@@ -502,7 +594,7 @@ int bench_model(int argc, char** argv) {
         add_row(strfmt("pp%llu", (unsigned long long)o.pp), o.pp, t, false);
     }
     if (o.tg > 0) {
-        LlamaDecoder dec(*m, cache, o.threads);
+        LlamaDecoder dec(*m, cache, o.threads, be.get());
         std::vector<double> t;
         for (int r = 0; r < o.reps; ++r) {
             cache.clear();

@@ -22,6 +22,7 @@
 #include "models/perplexity.h"
 #include "models/tokenizer.h"
 #include "tools/args.h"
+#include "tools/backend_opt.h"
 #include "tools/commands.h"
 
 namespace lb {
@@ -37,6 +38,7 @@ void usage(FILE* f) {
                  "  --no-bos                  no BOS, even where the tokenizer adds one (chunks start with text)\n"
                  "  --cache-type T            KV cache element type: f16 (default) or f32\n"
                  "  -t, --threads N           threads (default: min(4, cores))\n"
+                 "  --backend B               cpu (default) or cuda (builds with CUDA, on a CUDA device)\n"
                  "  --save-logits FILE        save the scored logits (a base for --kl-divergence)\n"
                  "  --kl-divergence FILE      KL divergence against base logits saved with --save-logits\n"
                  "                            (same text, -c and --chunks)\n");
@@ -46,7 +48,7 @@ struct Options {
     std::string model, text_file, save_logits, kl_base;
     int64_t n_ctx = 512, chunks = 0;
     int threads = 0;
-    bool no_bos = false;
+    bool no_bos = false, cuda = false;
     Type cache_type = Type::f16;
 };
 
@@ -74,6 +76,8 @@ bool parse(int argc, char** argv, Options& o) {
             o.chunks = parse_int(val(), "--chunks", 1, int64_t(1) << 40);
         } else if (a == "-t" || a == "--threads") {
             o.threads = int(parse_int(val(), "-t", 1, 1024));
+        } else if (a == "--backend") {
+            o.cuda = parse_backend(val());
         } else if (a == "--save-logits") {
             o.save_logits = val();
             LB_CHECK(!o.save_logits.empty(), "--save-logits: the file name is empty");
@@ -141,15 +145,17 @@ int run(int argc, char** argv) {
     po.cache_type = o.cache_type;
     po.save_logits = o.save_logits;
     po.kl_base = o.kl_base;
+    const CliBackend be = make_cli_backend(o.cuda, *model);
+    po.backend = be.get();
     const int64_t n_chunks =
         o.chunks ? std::min<int64_t>(o.chunks, int64_t(ids.size()) / o.n_ctx) : int64_t(ids.size()) / o.n_ctx;
     std::fprintf(
         stderr,
         "lowbit perplexity: %s: %lld layers, width %lld, vocabulary %lld; %s: %zu tokens; %lld chunks of %lld, "
-        "%lld scored per chunk; %d threads\n",
+        "%lld scored per chunk; %d threads; backend %s\n",
         o.model.c_str(), (long long)hp.n_layer, (long long)hp.n_embd, (long long)hp.n_vocab, o.text_file.c_str(),
-        ids.size(), (long long)n_chunks, (long long)o.n_ctx, (long long)perplexity_scored_per_chunk(o.n_ctx),
-        o.threads);
+        ids.size(), (long long)n_chunks, (long long)o.n_ctx, (long long)perplexity_scored_per_chunk(o.n_ctx), o.threads,
+        be.description.c_str());
 
     const PerplexityResult r = perplexity(*model, ids, po, [&](const ChunkProgress& p) {
         std::printf("[%lld/%lld] ppl = %.4f", (long long)(p.chunk + 1), (long long)p.n_chunks, p.nll->ppl());

@@ -27,6 +27,7 @@
 #include "include/lowbit.h"
 #include "models/chat.h"
 #include "tools/args.h"
+#include "tools/backend_opt.h"
 #include "tools/commands.h"
 
 namespace lb {
@@ -48,6 +49,7 @@ void usage(FILE* f) {
                  "  -n, --n-predict N       tokens to generate, -1 = until an end (default -1)\n"
                  "  -c, --ctx-size N        context length (default: the model's training context, at most 4096)\n"
                  "  -t, --threads N         threads (default: min(4, cores))\n"
+                 "  --backend B             cpu (default) or cuda (builds with CUDA, on a CUDA device)\n"
                  "  --temp T                temperature, 0 = greedy (default 0.8)\n"
                  "  --top-k K               0 = off (default 40)\n"
                  "  --top-p P               in (0, 1], 1 = off (default 0.95)\n"
@@ -65,6 +67,7 @@ struct Options {
     bool have_prompt = false, chat = false, no_bos = false, verbose_prompt = false;
     int64_t n_predict = -1, n_ctx = 0;  // 0: the model's
     int threads = 0;
+    std::string backend = "cpu";
     lb_sampler_params sp = lb_sampler_default_params();
     bool have_seed = false;
     std::vector<std::string> stops;
@@ -100,6 +103,9 @@ bool parse(int argc, char** argv, Options& o) {
             o.n_ctx = parse_int(val(), "-c", 1, int64_t(1) << 20);
         } else if (a == "-t" || a == "--threads") {
             o.threads = int(parse_int(val(), "-t", 1, 1024));
+        } else if (a == "--backend") {
+            o.backend = val();
+            parse_backend(o.backend);
         } else if (a == "--temp") {
             o.sp.temperature = parse_float(val(), "--temp");
         } else if (a == "--top-k") {
@@ -250,6 +256,7 @@ int run(int argc, char** argv) {
     Session s;
     lb_model_params mp = lb_model_default_params();
     mp.n_threads = o.threads;
+    mp.backend = o.backend.c_str();
     check(lb_model_load(o.model.c_str(), &mp, &s.model));
     check(lb_sampler_create(s.model, &o.sp, &s.smpl));
     lb_model_info info;
