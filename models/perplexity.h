@@ -79,17 +79,11 @@ struct PerplexityOptions {
     int64_t n_ctx = 512;     // chunk length, >= 4
     int64_t max_chunks = 0;  // 0: every whole chunk of the stream
     int threads = 1;
-<<<<<<< HEAD
-    int32_t bos = -1;             // >= 0: the first token of every chunk becomes this id
-    Type cache_type = Type::f16;  // KV cache element type (f16 or f32)
-    std::string save_logits;      // non-empty: write the logits file here
-    std::string kl_base;          // non-empty: compute the KL divergence against this logits file
-=======
     int32_t bos = -1;                 // >= 0: the first token of every chunk becomes this id
+    Type cache_type = Type::f16;      // KV cache element type (f16 or f32)
     std::string save_logits;          // non-empty: write the logits file here
     std::string kl_base;              // non-empty: compute the KL divergence against this logits file
     GraphBackend* backend = nullptr;  // where the chunk graph runs (null: the CPU; see LlamaGraphOptions)
->>>>>>> wt-cuda
 };
 
 struct ChunkProgress {
