@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/quant.h"
 #include "formats/lbf.h"
 
 namespace lb {
@@ -171,6 +172,26 @@ std::unique_ptr<LlamaModel> LlamaModel::from_checkpoint(LlamaCheckpoint&& ck) {
         },
         ck.source.empty() ? std::string("checkpoint") : ck.source);
     return m;
+}
+
+LlamaCheckpoint dequantize_checkpoint(const LlamaCheckpoint& ck) {
+    LlamaCheckpoint d;
+    d.hp = ck.hp;
+    for (const CheckpointTensor& t : ck.tensors) {
+        if (traits(t.type).kind != Kind::quant) {
+            d.tensors.push_back(t);
+            continue;
+        }
+        CheckpointTensor f;
+        f.name = t.name;
+        f.dims = t.dims;
+        const uint64_t k = t.dims[0], n = t.dims[1];
+        f.data.resize(size_t(n * k * 4));
+        const WeightView v = make_view(t.type, t.params, n, k, t.data.data());
+        for (uint64_t r = 0; r < n; ++r) dequant_row_ref(v, r, reinterpret_cast<float*>(f.data.data()) + r * k);
+        d.tensors.push_back(std::move(f));
+    }
+    return d;
 }
 
 // ---- KV cache ---------------------------------------------------------------------------------

@@ -146,6 +146,11 @@ class LlamaModel {
     std::unique_ptr<LbfFile> file_;
 };
 
+// The checkpoint with every quantized tensor dequantized to f32 by the scalar reference
+// (dequant_row_ref): the same model without the int8 activations of the quantized kernels, for
+// checking conversions against float references.
+LlamaCheckpoint dequantize_checkpoint(const LlamaCheckpoint& ck);
+
 // Writes the checkpoint to `path` as .lbf (models/llama_io.cpp documents the metadata keys).
 void save_llama_lbf(const LlamaCheckpoint& ck, const std::string& path);
 // The hyper-parameters stored in a .lbf file's metadata.

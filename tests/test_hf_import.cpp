@@ -77,27 +77,6 @@ std::vector<float> floats(const SourceTensor& t) {
     return v;
 }
 
-// every quantized tensor dequantized to f32 (the "dequantized model" of the logits check)
-LlamaCheckpoint dequantized(const LlamaCheckpoint& ck) {
-    LlamaCheckpoint d;
-    d.hp = ck.hp;
-    for (const CheckpointTensor& t : ck.tensors) {
-        if (traits(t.type).kind != Kind::quant) {
-            d.tensors.push_back(t);
-            continue;
-        }
-        CheckpointTensor f;
-        f.name = t.name;
-        f.dims = t.dims;
-        const uint64_t k = t.dims[0], n = t.dims[1];
-        f.data.resize(size_t(n * k * 4));
-        const WeightView v = make_view(t.type, t.params, n, k, t.data.data());
-        for (uint64_t r = 0; r < n; ++r) dequant_row_ref(v, r, reinterpret_cast<float*>(f.data.data()) + r * k);
-        d.tensors.push_back(std::move(f));
-    }
-    return d;
-}
-
 struct Logits {
     std::vector<float> v;
 };
@@ -243,7 +222,7 @@ void check_fixture(const std::string& name, const std::string& adapter, const ch
     REQUIRE(ref.size() == toks.size() * size_t(V));
     double mx = 0;
     for (float x : ref) mx = std::max(mx, double(std::fabs(x)));
-    const Logits ld = run(dequantized(ck), toks);
+    const Logits ld = run(dequantize_checkpoint(ck), toks);
     const Logits lq = run(std::move(r.ck), toks);
     // largest difference to the reference, and positions whose top-1 token differs
     auto compare = [&](const Logits& l, double* worst, size_t* flips, const char* what) {
@@ -256,9 +235,9 @@ void check_fixture(const std::string& name, const std::string& adapter, const ch
             const int64_t ta = std::max_element(a, a + V) - a, tb = std::max_element(b, b + V) - b;
             if (ta == tb) continue;
             ++*flips;
-            MESSAGE(name << ", " << std::string(what) << ", position " << p << ": top-1 " << ta << " (reference logit " << b[ta]
-                         << ", lowbit " << a[ta] << ") instead of " << tb << " (" << b[tb] << ", lowbit " << a[tb]
-                         << ")");
+            MESSAGE(name << ", " << std::string(what) << ", position " << p << ": top-1 " << ta << " (reference logit "
+                         << b[ta] << ", lowbit " << a[ta] << ") instead of " << tb << " (" << b[tb] << ", lowbit "
+                         << a[tb] << ")");
         }
     };
     double dd = 0, dq = 0;

@@ -131,27 +131,6 @@ Reference load_reference() {
     return r;
 }
 
-// every quantized tensor dequantized to f32 by lowbit's reference dequantization
-LlamaCheckpoint dequantized(const LlamaCheckpoint& ck) {
-    LlamaCheckpoint d;
-    d.hp = ck.hp;
-    for (const CheckpointTensor& t : ck.tensors) {
-        if (traits(t.type).kind != Kind::quant) {
-            d.tensors.push_back(t);
-            continue;
-        }
-        CheckpointTensor f;
-        f.name = t.name;
-        f.dims = t.dims;
-        const uint64_t k = t.dims[0], n = t.dims[1];
-        f.data.resize(size_t(n * k * 4));
-        const WeightView v = make_view(t.type, t.params, n, k, t.data.data());
-        for (uint64_t r = 0; r < n; ++r) dequant_row_ref(v, r, reinterpret_cast<float*>(f.data.data()) + r * k);
-        d.tensors.push_back(std::move(f));
-    }
-    return d;
-}
-
 // The GGUF converted once for every test case.
 struct Smol {
     std::unique_ptr<GgufFile> gguf;
@@ -185,7 +164,7 @@ const Smol& smol(const Reference& ref) {
     save_llama_lbf(ck, lbf);
     n->mapped = LlamaModel::load_lbf(lbf);
     std::filesystem::remove(lbf);  // the mapping stays valid
-    n->f32 = LlamaModel::from_checkpoint(dequantized(ck));
+    n->f32 = LlamaModel::from_checkpoint(dequantize_checkpoint(ck));
     n->model = LlamaModel::from_checkpoint(std::move(ck));
     s = std::move(n);
     return *s;
