@@ -1,7 +1,7 @@
 /* chat.c: a minimal chat program on the lowbit C library: loads a model, reads one user message
  * per stdin line and streams each reply to stdout, keeping the conversation in the KV cache.
  *
- *   chat MODEL.lbf [TEMPLATE]     TEMPLATE: llama2 or chatml (default: the model's chat template)
+ *   chat MODEL.lbf [TEMPLATE]     TEMPLATE: llama2, chatml or llama3 (default: the model's chat template)
  *
  * Build against an installed lowbit:
  *   cc -std=c99 chat.c $(pkg-config --cflags --libs lowbit) -o chat
@@ -25,7 +25,7 @@ static int fail(const char* what, lb_status st) {
 
 int main(int argc, char** argv) {
     if (argc < 2 || argc > 3) {
-        fprintf(stderr, "usage: chat MODEL.lbf [llama2|chatml]\n");
+        fprintf(stderr, "usage: chat MODEL.lbf [llama2|chatml|llama3]\n");
         return 2;
     }
     const char* tmpl = argc == 3 ? argv[2] : NULL;

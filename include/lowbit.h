@@ -152,7 +152,7 @@ typedef struct lb_model_info {
     const char* tokenizer;            /* "spm" (SentencePiece BPE) or "bpe" (byte-level BPE) */
     int32_t token_bos, token_eos;     /* -1 if none */
     const char* chat_template;        /* the model's Jinja chat template, "" if it has none */
-    const char* chat_template_family; /* "llama2" or "chatml" as recognized, "" if none */
+    const char* chat_template_family; /* "llama2", "chatml" or "llama3" as recognized, "" if none */
     int32_t token_add_bos;            /* 1: the tokenizer starts a text with BOS by default (GGUF
                                          add_bos_token, tokenizer_config.json add_bos_token), else 0 */
 } lb_model_info;
@@ -329,8 +329,9 @@ typedef struct lb_chat_message {
     const char* content; /* UTF-8, NUL-terminated */
 } lb_chat_message;
 
-/* The chat template family to use: `name` ("llama2", "llama-2" or "chatml") if not NULL or "",
- * else the family of the model's tokenizer.chat_template. *family receives "llama2" or "chatml".
+/* The chat template family to use: `name` ("llama2", "llama-2", "chatml", "llama3" or "llama-3") if
+ * not NULL or "", else the family of the model's tokenizer.chat_template. *family receives "llama2",
+ * "chatml" or "llama3".
  * model may be NULL when a name is given (checks the name). Errors: LB_ERR_UNSUPPORTED (unknown
  * name, the model has no template, or one of no family this build knows). No Jinja engine: a
  * model's template is only inspected to tell its family. */

@@ -367,11 +367,11 @@ ChatTemplate resolve_template(const lb_model* m, const char* name) {
         LB_API_CHECK(m, LB_ERR_INVALID_ARGUMENT, "chat template: no model and no template name");
         LB_API_CHECK(!m->chat_template.empty(), LB_ERR_UNSUPPORTED,
                      "chat: the model has no chat template (metadata key 'tokenizer.chat_template'); name one: "
-                     "llama2 or chatml");
+                     "llama2, chatml or llama3");
         auto t = chat_template_detect(m->chat_template);
         LB_API_CHECK(t.has_value(), LB_ERR_UNSUPPORTED,
                      "chat: the model's chat template (tokenizer.chat_template) is of no family this build knows (it "
-                     "has neither <|im_start|> nor [INST]); name one: llama2 or chatml");
+                     "has none of <|im_start|>, <|start_header_id|>, [INST]); name one: llama2, chatml or llama3");
         return *t;
     } catch (const ApiError&) {
         throw;
@@ -501,8 +501,10 @@ lb_status lb_chat_tokenize(const lb_model* model, const char* template_name, con
         const ChatTemplate t = resolve_template(model, template_name);
         const std::vector<ChatMessage> m = to_messages(msgs, n_msgs, "lb_chat_tokenize");
         const bool cont = flags & LB_CHAT_CONTINUATION;
-        const std::string text = cont ? chat_render_continuation(t, m, model->bos_text, model->eos_text)
-                                      : chat_render(t, m, true, model->bos_text, model->eos_text);
+        // llama3 prompts carry the BOS text themselves (special tokens are parsed below)
+        const std::string bos = t == ChatTemplate::llama3 && (flags & LB_CHAT_NO_BOS) ? "" : model->bos_text;
+        const std::string text =
+            cont ? chat_render_continuation(t, m, bos, model->eos_text) : chat_render(t, m, true, bos, model->eos_text);
         // chatml prompts carry no BOS text: add the tokenizer's BOS at the start when it asks for one
         const bool add_bos = !cont && t == ChatTemplate::chatml && model->tok->data().add_bos &&
                              model->tok->bos() >= 0 && !(flags & LB_CHAT_NO_BOS);

@@ -56,18 +56,33 @@ std::string render_chatml(const std::vector<ChatMessage>& msgs) {
     return out;
 }
 
+std::string render_llama3(const std::vector<ChatMessage>& msgs) {
+    std::string out;
+    for (const ChatMessage& m : msgs) {
+        check_role(m);
+        out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + strip(m.content) + "<|eot_id|>";
+    }
+    return out;
+}
+
+const char* const kLlama3Prompt = "<|start_header_id|>assistant<|end_header_id|>\n\n";
+
 }  // namespace
 
-const char* chat_template_name(ChatTemplate t) { return t == ChatTemplate::llama2 ? "llama2" : "chatml"; }
+const char* chat_template_name(ChatTemplate t) {
+    return t == ChatTemplate::llama2 ? "llama2" : t == ChatTemplate::llama3 ? "llama3" : "chatml";
+}
 
 ChatTemplate chat_template_from_name(const std::string& name) {
     if (name == "llama2" || name == "llama-2") return ChatTemplate::llama2;
     if (name == "chatml") return ChatTemplate::chatml;
-    throw Error(strfmt("chat template '%s' is unknown: supported llama2, chatml", name.c_str()));
+    if (name == "llama3" || name == "llama-3") return ChatTemplate::llama3;
+    throw Error(strfmt("chat template '%s' is unknown: supported llama2, chatml, llama3", name.c_str()));
 }
 
 std::optional<ChatTemplate> chat_template_detect(const std::string& jinja) {
     if (jinja.find("<|im_start|>") != std::string::npos) return ChatTemplate::chatml;
+    if (jinja.find("<|start_header_id|>") != std::string::npos) return ChatTemplate::llama3;
     if (jinja.find("[INST]") != std::string::npos) return ChatTemplate::llama2;
     return std::nullopt;
 }
@@ -76,17 +91,19 @@ ChatTemplate chat_template_choose(const std::string& override_name, const std::s
     if (!override_name.empty()) return chat_template_from_name(override_name);
     LB_CHECK(model_template && !model_template->empty(),
              "chat mode: the model has no chat template (metadata key 'tokenizer.chat_template'); "
-             "choose one with --chat-template llama2|chatml");
+             "choose one with --chat-template llama2|chatml|llama3");
     auto t = chat_template_detect(*model_template);
     LB_CHECK(t.has_value(),
              "chat mode: the model's chat template (tokenizer.chat_template) is of no family this build knows "
-             "(it has neither <|im_start|> nor [INST]); choose one with --chat-template llama2|chatml");
+             "(it has none of <|im_start|>, <|start_header_id|>, [INST]); choose one with --chat-template "
+             "llama2|chatml|llama3");
     return *t;
 }
 
 std::string chat_render(ChatTemplate t, const std::vector<ChatMessage>& msgs, bool add_generation_prompt,
                         const std::string& bos, const std::string& eos) {
     if (t == ChatTemplate::llama2) return render_llama2(msgs, 0, true, bos, eos);  // the prompt ends with [/INST]
+    if (t == ChatTemplate::llama3) return bos + render_llama3(msgs) + (add_generation_prompt ? kLlama3Prompt : "");
     std::string out = render_chatml(msgs);
     if (add_generation_prompt) out += "<|im_start|>assistant\n";
     return out;
@@ -95,6 +112,7 @@ std::string chat_render(ChatTemplate t, const std::vector<ChatMessage>& msgs, bo
 std::string chat_render_continuation(ChatTemplate t, const std::vector<ChatMessage>& new_msgs, const std::string& bos,
                                      const std::string& eos) {
     if (t == ChatTemplate::llama2) return eos + render_llama2(new_msgs, 0, false, bos, eos);
+    if (t == ChatTemplate::llama3) return "<|eot_id|>" + render_llama3(new_msgs) + kLlama3Prompt;
     return "<|im_end|>\n" + render_chatml(new_msgs) + "<|im_start|>assistant\n";
 }
 

@@ -6,6 +6,9 @@
 //           whitespace, the system block inside the first user turn)
 //   chatml  "<|im_start|>{role}\n{content}<|im_end|>\n" per message, then "<|im_start|>assistant\n"
 //           (SmolLM2, Qwen, ...)
+//   llama3  "{bos}" then "<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>" per message
+//           (contents stripped of surrounding whitespace), then
+//           "<|start_header_id|>assistant<|end_header_id|>\n\n" (Llama 3 / 3.1 instruct)
 // `bos` and `eos` are the texts of the tokenizer's BOS / EOS tokens ("<s>", "</s>"); the prompt is
 // then tokenized with special-token parsing.
 // Also here: the streamed text of a reply (TextStream: whole UTF-8 characters only, stop strings).
@@ -18,17 +21,18 @@
 
 namespace lb {
 
-enum class ChatTemplate { llama2, chatml };
+enum class ChatTemplate { llama2, chatml, llama3 };
 
 struct ChatMessage {
     std::string role;  // "system", "user" or "assistant"
     std::string content;
 };
 
-const char* chat_template_name(ChatTemplate t);  // "llama2", "chatml"
-// "llama2" (also "llama-2") or "chatml"; throws lb::Error listing the supported names
+const char* chat_template_name(ChatTemplate t);  // "llama2", "chatml", "llama3"
+// "llama2" (also "llama-2"), "chatml" or "llama3" (also "llama-3"); throws lb::Error listing the supported names
 ChatTemplate chat_template_from_name(const std::string& name);
-// The family of a Jinja chat template: contains "<|im_start|>" -> chatml, "[INST]" -> llama2.
+// The family of a Jinja chat template: contains "<|im_start|>" -> chatml, "<|start_header_id|>" ->
+// llama3, "[INST]" -> llama2.
 std::optional<ChatTemplate> chat_template_detect(const std::string& jinja);
 // --chat-template NAME wins; otherwise the model's template (nullptr: the model has none) must be
 // recognized. Throws lb::Error saying what is missing.
@@ -40,7 +44,8 @@ std::string chat_render(ChatTemplate t, const std::vector<ChatMessage>& msgs, bo
                         const std::string& bos, const std::string& eos);
 
 // For a conversation kept in a KV cache: the text that follows an assistant reply generated up to,
-// but not including, its end token. It closes that reply (chatml "<|im_end|>\n", llama2 eos), then
+// but not including, its end token. It closes that reply (chatml "<|im_end|>\n", llama3 "<|eot_id|>",
+// llama2 eos), then
 // renders `new_msgs` (user messages) and the generation prompt.
 std::string chat_render_continuation(ChatTemplate t, const std::vector<ChatMessage>& new_msgs, const std::string& bos,
                                      const std::string& eos);

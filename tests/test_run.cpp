@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -255,10 +256,10 @@ TEST_CASE("chat: --chat-template overrides; without a template chat mode is an e
     CHECK(r.err.find("of no family this build knows") != std::string::npos);
     r = run({"-m", stories_lbf(), "--chat", "--chat-template", "vicuna"}, "hi\n");
     CHECK(r.rc == 1);
-    CHECK(r.err.find("chat template 'vicuna' is unknown: supported llama2, chatml") != std::string::npos);
+    CHECK(r.err.find("chat template 'vicuna' is unknown: supported llama2, chatml, llama3") != std::string::npos);
 }
 
-TEST_CASE("chat templates: llama2 and chatml render the hand-written prompts") {
+TEST_CASE("chat templates: llama2, chatml and llama3 render the hand-written prompts") {
     const std::vector<ChatMessage> conv = {
         {"system", "You are helpful."}, {"user", "Hi!"}, {"assistant", "Hello. "}, {"user", " How are you? "}};
     CHECK(chat_render(ChatTemplate::llama2, conv, true, "<s>", "</s>") ==
@@ -276,6 +277,26 @@ TEST_CASE("chat templates: llama2 and chatml render the hand-written prompts") {
           "<|im_end|>\n<|im_start|>user\nMore<|im_end|>\n<|im_start|>assistant\n");
     CHECK(chat_render_continuation(ChatTemplate::llama2, {{"user", "More"}}, "<s>", "</s>") ==
           "</s><s>[INST] More [/INST]");
+    // llama3: BOS text first, header per message, contents stripped, <|eot_id|> after each
+    CHECK(chat_render(ChatTemplate::llama3, conv, true, "<|begin_of_text|>", "<|end_of_text|>") ==
+          "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are helpful.<|eot_id|>"
+          "<|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|>"
+          "<|start_header_id|>assistant<|end_header_id|>\n\nHello.<|eot_id|>"
+          "<|start_header_id|>user<|end_header_id|>\n\nHow are you?<|eot_id|>"
+          "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    CHECK(chat_render_continuation(ChatTemplate::llama3, {{"user", "More"}}, "<|begin_of_text|>", "") ==
+          "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nMore<|eot_id|>"
+          "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    // ... and Meta's Llama 3 tokenizer reads its special tokens as the ids the model was trained with
+    const Tokenizer l3 = Tokenizer::load_llama3("../../shared/data/llama3-tokenizer/tokenizer.model");
+    const std::vector<int32_t> ids =
+        l3.encode(chat_render(ChatTemplate::llama3, {{"user", "Hi!"}}, true, "<|begin_of_text|>", ""), false, true);
+    REQUIRE(ids.size() >= 8);
+    CHECK(ids[0] == 128000);                                 // <|begin_of_text|>
+    CHECK(ids[1] == 128006);                                 // <|start_header_id|>
+    CHECK(ids[3] == 128007);                                 // <|end_header_id|>
+    CHECK(std::count(ids.begin(), ids.end(), 128009) == 1);  // <|eot_id|>
+    CHECK(chat_template_from_name("llama-3") == ChatTemplate::llama3);
     // errors
     CHECK_THROWS_WITH_AS(chat_render(ChatTemplate::chatml, {{"robot", "x"}}, true, "", ""),
                          doctest::Contains("role 'robot'"), Error);
@@ -297,6 +318,12 @@ TEST_CASE("chat templates: the family of a Jinja template; the choice") {
         "endfor %}";
     CHECK(chat_template_detect(smollm2) == ChatTemplate::chatml);
     CHECK(chat_template_detect(llama2) == ChatTemplate::llama2);
+    const std::string llama3 =
+        "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
+        "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + "
+        "'<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% "
+        "endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
+    CHECK(chat_template_detect(llama3) == ChatTemplate::llama3);
     CHECK(!chat_template_detect("{{ messages }}").has_value());
     CHECK(chat_template_choose("", &smollm2) == ChatTemplate::chatml);
     CHECK(chat_template_choose("llama2", &smollm2) == ChatTemplate::llama2);

@@ -45,7 +45,7 @@ void usage(FILE* f) {
                  "  -p, --prompt TEXT       prompt (with --chat: the system message)\n"
                  "  -f, --file FILE         read the prompt from FILE\n"
                  "  --chat                  interactive chat: one user message per stdin line, EOF ends\n"
-                 "  --chat-template NAME    llama2 or chatml (default: from the model's metadata)\n"
+                 "  --chat-template NAME    llama2, chatml or llama3 (default: from the model's metadata)\n"
                  "  -n, --n-predict N       tokens to generate, -1 = until an end (default -1)\n"
                  "  -c, --ctx-size N        context length (default: the model's training context, at most 4096)\n"
                  "  -t, --threads N         threads (default: min(4, cores))\n"
