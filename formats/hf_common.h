@@ -69,7 +69,6 @@ class QuantBuilder {
     float* gvec();
     float* hvec();
     uint8_t* code_row(uint64_t row);
-    const Layout& layout() const { return lay_; }
     CheckpointTensor take(const std::string& lb_name);
 
  private:

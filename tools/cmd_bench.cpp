@@ -85,6 +85,42 @@ struct Result {
     double bpw, us, gbs, gws, frac;
 };
 
+// one measurement: `bytes` of weights of an n x k matrix times ncols columns in `seconds`; the
+// bandwidth fraction is given for GEMV only (GEMM is compute-bound)
+Result make_result(const char* type, const std::string& where, uint64_t k, uint64_t n, uint64_t ncols, uint64_t bytes,
+                   double seconds, double bw) {
+    Result r{type,
+             where,
+             k,
+             n,
+             ncols,
+             8.0 * double(bytes) / double(n * k),
+             seconds * 1e6,
+             double(bytes) / seconds / 1e9,
+             double(n * k) * double(ncols) / seconds / 1e9,
+             0};
+    r.frac = ncols == 1 ? r.gbs / bw : 0;
+    return r;
+}
+
+// --json: `head` is the run's own fields ("\"isa\": ..."), then the results
+void write_results_json(const std::string& path, const std::string& head, const std::vector<Result>& results) {
+    FILE* f = std::fopen(path.c_str(), "w");
+    LB_CHECK(f, "--json: cannot write '%s'", path.c_str());
+    std::fprintf(f, "{\n  %s,\n  \"results\": [\n", head.c_str());
+    for (size_t i = 0; i < results.size(); ++i) {
+        const Result& r = results[i];
+        std::fprintf(
+            f,
+            "    {\"type\": \"%s\", \"k\": %llu, \"n\": %llu, \"ncols\": %llu, \"where\": \"%s\", \"bpw\": %.4f, "
+            "\"us\": %.3f, \"gbs\": %.3f, \"gweights_s\": %.3f, \"bw_fraction\": %.4f}%s\n",
+            r.type.c_str(), (unsigned long long)r.k, (unsigned long long)r.n, (unsigned long long)r.ncols,
+            r.where.c_str(), r.bpw, r.us, r.gbs, r.gws, r.frac, i + 1 < results.size() ? "," : "");
+    }
+    std::fprintf(f, "  ]\n}\n");
+    std::fclose(f);
+}
+
 // runs matmuls on the pool with scratch kept between calls
 struct Runner {
     ThreadPool& pool;
@@ -204,6 +240,26 @@ Options parse(int argc, char** argv) {
     return o;
 }
 
+// every (preset, shape) of the options whose parameters exist: fn(preset, k, n, params); the others
+// get a "skipped" row
+template <class Fn>
+void for_each_case(const Options& o, Fn&& fn) {
+    for (const auto& tname : o.types) {
+        const Preset& pr = *find_preset(tname);
+        for (auto [k, n] : o.shapes) {
+            QParams p;
+            try {
+                p = preset_params(pr, n, k);
+            } catch (const Error& e) {
+                std::printf("| %s | %llux%llu | - | skipped: %s |\n", pr.name, (unsigned long long)k,
+                            (unsigned long long)n, e.what());
+                continue;
+            }
+            fn(pr, k, n, p);
+        }
+    }
+}
+
 #if defined(LB_HAVE_CUDA)
 // `bench kernels --backend cuda`: GEMV (one column) and GEMM (--gemm-n columns) per preset and
 // shape on device 0, through the backend's mul_mat entry; GB/s of weight bytes against the
@@ -218,57 +274,22 @@ int bench_kernels_cuda(const Options& o) {
         "| type | K x N | n | bpw | us/op | GB/s | G weights/s | of copy bw |\n|---|---|---|---|---|---|---|---|\n");
     std::fflush(stdout);
     std::vector<Result> results;
-    for (const auto& tname : o.types) {
-        const Preset& pr = *find_preset(tname);
-        for (auto [k, n] : o.shapes) {
-            QParams p;
-            try {
-                p = preset_params(pr, n, k);
-            } catch (const Error& e) {
-                std::printf("| %s | %llux%llu | - | skipped: %s |\n", pr.name, (unsigned long long)k,
-                            (unsigned long long)n, e.what());
-                continue;
-            }
-            const std::vector<uint8_t> blob = random_weight(pr.type, p, n, k, 42);
-            for (int kind = 0; kind < 2; ++kind) {
-                if ((kind == 0 && !o.gemv) || (kind == 1 && !o.gemm)) continue;
-                const uint64_t ncols = kind == 0 ? 1 : o.gemm_n;
-                const double ms = cuda::time_matmul(0, pr.type, p, n, k, blob.data(), ncols, o.reps ? o.reps : 50);
-                const double s = ms * 1e-3;
-                Result res{pr.name,
-                           "device",
-                           k,
-                           n,
-                           ncols,
-                           8.0 * double(blob.size()) / double(n * k),
-                           s * 1e6,
-                           double(blob.size()) / s / 1e9,
-                           double(n * k) * double(ncols) / s / 1e9,
-                           0};
-                res.frac = kind == 0 ? res.gbs / bw : 0;
-                results.push_back(res);
-                std::printf("| %s | %llux%llu | %llu | %.3f | %.1f | %.1f | %.1f | %s |\n", res.type.c_str(),
-                            (unsigned long long)k, (unsigned long long)n, (unsigned long long)ncols, res.bpw, res.us,
-                            res.gbs, res.gws, kind == 0 ? strfmt("%.0f%%", 100 * res.frac).c_str() : "-");
-                std::fflush(stdout);
-            }
+    for_each_case(o, [&](const Preset& pr, uint64_t k, uint64_t n, const QParams& p) {
+        const std::vector<uint8_t> blob = random_weight(pr.type, p, n, k, 42);
+        for (int kind = 0; kind < 2; ++kind) {
+            if ((kind == 0 && !o.gemv) || (kind == 1 && !o.gemm)) continue;
+            const uint64_t ncols = kind == 0 ? 1 : o.gemm_n;
+            const double ms = cuda::time_matmul(0, pr.type, p, n, k, blob.data(), ncols, o.reps ? o.reps : 50);
+            const Result res = make_result(pr.name, "device", k, n, ncols, blob.size(), ms * 1e-3, bw);
+            results.push_back(res);
+            std::printf("| %s | %llux%llu | %llu | %.3f | %.1f | %.1f | %.1f | %s |\n", res.type.c_str(),
+                        (unsigned long long)k, (unsigned long long)n, (unsigned long long)ncols, res.bpw, res.us,
+                        res.gbs, res.gws, kind == 0 ? strfmt("%.0f%%", 100 * res.frac).c_str() : "-");
+            std::fflush(stdout);
         }
-    }
-    if (!o.json_path.empty()) {
-        FILE* f = std::fopen(o.json_path.c_str(), "w");
-        LB_CHECK(f, "--json: cannot write '%s'", o.json_path.c_str());
-        std::fprintf(f, "{\n  \"backend\": \"cuda\", \"copy_bw_gbs\": %.3f,\n  \"results\": [\n", bw);
-        for (size_t i = 0; i < results.size(); ++i) {
-            const Result& r = results[i];
-            std::fprintf(f,
-                         "    {\"type\": \"%s\", \"k\": %llu, \"n\": %llu, \"ncols\": %llu, \"bpw\": %.4f, "
-                         "\"us\": %.3f, \"gbs\": %.3f, \"gweights_s\": %.3f, \"bw_fraction\": %.4f}%s\n",
-                         r.type.c_str(), (unsigned long long)r.k, (unsigned long long)r.n, (unsigned long long)r.ncols,
-                         r.bpw, r.us, r.gbs, r.gws, r.frac, i + 1 < results.size() ? "," : "");
-        }
-        std::fprintf(f, "  ]\n}\n");
-        std::fclose(f);
-    }
+    });
+    if (!o.json_path.empty())
+        write_results_json(o.json_path, strfmt("\"backend\": \"cuda\", \"copy_bw_gbs\": %.3f", bw), results);
     return 0;
 }
 #endif
@@ -291,91 +312,57 @@ int bench_kernels(int argc, char** argv) {
     std::fflush(stdout);
     std::vector<Result> results;
     Runner runner{pool, kern, {}};
-    for (const auto& tname : o.types) {
-        const Preset& pr = *find_preset(tname);
-        for (auto [k, n] : o.shapes) {
-            QParams p;
-            try {
-                p = preset_params(pr, n, k);
-            } catch (const Error& e) {
-                std::printf("| %s | %llux%llu | - | skipped: %s |\n", pr.name, (unsigned long long)k,
-                            (unsigned long long)n, e.what());
-                continue;
-            }
-            const std::vector<uint8_t> base = random_weight(pr.type, p, n, k, 42);
-            const uint64_t bytes = base.size();
-            Rng rng{7};
-            const uint64_t maxcols = std::max<uint64_t>(1, o.gemm ? o.gemm_n : 1);
-            std::vector<float> x(maxcols * k), y(maxcols * n);
-            for (auto& v : x) v = rng.normal();
-            for (int where = 0; where < 2; ++where) {
-                if ((where == 0 && !o.l3) || (where == 1 && !o.dram)) continue;
-                // DRAM case: copies whose total exceeds 1 GiB, visited round-robin
-                const uint64_t copies = where == 0 ? 1 : ((uint64_t(1) << 30) + bytes - 1) / bytes + 1;
-                std::vector<std::vector<uint8_t>> blobs(copies);
-                for (auto& b : blobs) b = base;
-                std::vector<WeightView> views;
-                for (auto& b : blobs) views.push_back(make_view(pr.type, p, n, k, b.data()));
-                for (int kind = 0; kind < 2; ++kind) {
-                    if ((kind == 0 && !o.gemv) || (kind == 1 && !o.gemm)) continue;
-                    if (kind == 1 && where == 1) continue;  // GEMM is compute-bound: DRAM case adds nothing
-                    const uint64_t ncols = kind == 0 ? 1 : o.gemm_n;
-                    uint64_t idx = 0;
-                    runner.run(views[idx], x.data(), ncols, y.data());  // warm-up
-                    // repetitions: fixed, or enough for about 0.3 s
-                    int reps = o.reps;
-                    if (!reps) {
-                        const auto t0 = Clock::now();
-                        runner.run(views[(++idx) % copies], x.data(), ncols, y.data());
-                        reps = int(std::clamp(0.3 / std::max(seconds_since(t0), 1e-7), 3.0, 2000.0));
-                    }
-                    std::vector<double> t(reps);
-                    for (int r = 0; r < reps; ++r) {
-                        const WeightView& w = views[(++idx) % copies];
-                        const auto t0 = Clock::now();
-                        runner.run(w, x.data(), ncols, y.data());
-                        t[r] = seconds_since(t0);
-                    }
-                    const double s = median(t);
-                    Result res{pr.name,
-                               where == 0 ? "L3" : "DRAM",
-                               k,
-                               n,
-                               ncols,
-                               8.0 * double(bytes) / double(n * k),
-                               s * 1e6,
-                               double(bytes) / s / 1e9,
-                               double(n * k) * double(ncols) / s / 1e9,
-                               0};
-                    res.frac = kind == 0 ? res.gbs / bw : 0;
-                    results.push_back(res);
-                    std::printf("| %s | %llux%llu | %llu | %s%s | %.3f | %.1f | %.1f | %.1f | %s |\n", res.type.c_str(),
-                                (unsigned long long)k, (unsigned long long)n, (unsigned long long)ncols,
-                                res.where.c_str(), where == 0 && l3 && bytes > l3 ? " (exceeds L3)" : "", res.bpw,
-                                res.us, res.gbs, res.gws, kind == 0 ? strfmt("%.0f%%", 100 * res.frac).c_str() : "-");
-                    std::fflush(stdout);
+    for_each_case(o, [&](const Preset& pr, uint64_t k, uint64_t n, const QParams& p) {
+        const std::vector<uint8_t> base = random_weight(pr.type, p, n, k, 42);
+        const uint64_t bytes = base.size();
+        Rng rng{7};
+        const uint64_t maxcols = std::max<uint64_t>(1, o.gemm ? o.gemm_n : 1);
+        std::vector<float> x(maxcols * k), y(maxcols * n);
+        for (auto& v : x) v = rng.normal();
+        for (int where = 0; where < 2; ++where) {
+            if ((where == 0 && !o.l3) || (where == 1 && !o.dram)) continue;
+            // DRAM case: copies whose total exceeds 1 GiB, visited round-robin
+            const uint64_t copies = where == 0 ? 1 : ((uint64_t(1) << 30) + bytes - 1) / bytes + 1;
+            std::vector<std::vector<uint8_t>> blobs(copies);
+            for (auto& b : blobs) b = base;
+            std::vector<WeightView> views;
+            for (auto& b : blobs) views.push_back(make_view(pr.type, p, n, k, b.data()));
+            for (int kind = 0; kind < 2; ++kind) {
+                if ((kind == 0 && !o.gemv) || (kind == 1 && !o.gemm)) continue;
+                if (kind == 1 && where == 1) continue;  // GEMM is compute-bound: DRAM case adds nothing
+                const uint64_t ncols = kind == 0 ? 1 : o.gemm_n;
+                uint64_t idx = 0;
+                runner.run(views[idx], x.data(), ncols, y.data());  // warm-up
+                // repetitions: fixed, or enough for about 0.3 s
+                int reps = o.reps;
+                if (!reps) {
+                    const auto t0 = Clock::now();
+                    runner.run(views[(++idx) % copies], x.data(), ncols, y.data());
+                    reps = int(std::clamp(0.3 / std::max(seconds_since(t0), 1e-7), 3.0, 2000.0));
                 }
+                std::vector<double> t(reps);
+                for (int r = 0; r < reps; ++r) {
+                    const WeightView& w = views[(++idx) % copies];
+                    const auto t0 = Clock::now();
+                    runner.run(w, x.data(), ncols, y.data());
+                    t[r] = seconds_since(t0);
+                }
+                const double s = median(t);
+                const Result res = make_result(pr.name, where == 0 ? "L3" : "DRAM", k, n, ncols, bytes, s, bw);
+                results.push_back(res);
+                std::printf("| %s | %llux%llu | %llu | %s%s | %.3f | %.1f | %.1f | %.1f | %s |\n", res.type.c_str(),
+                            (unsigned long long)k, (unsigned long long)n, (unsigned long long)ncols, res.where.c_str(),
+                            where == 0 && l3 && bytes > l3 ? " (exceeds L3)" : "", res.bpw, res.us, res.gbs, res.gws,
+                            kind == 0 ? strfmt("%.0f%%", 100 * res.frac).c_str() : "-");
+                std::fflush(stdout);
             }
         }
-    }
-    if (!o.json_path.empty()) {
-        FILE* f = std::fopen(o.json_path.c_str(), "w");
-        LB_CHECK(f, "--json: cannot write '%s'", o.json_path.c_str());
-        std::fprintf(
-            f, "{\n  \"isa\": \"%s\", \"threads\": %d, \"read_bw_gbs\": %.3f, \"l3_bytes\": %llu,\n  \"results\": [\n",
-            kern.isa, o.threads, bw, (unsigned long long)l3);
-        for (size_t i = 0; i < results.size(); ++i) {
-            const Result& r = results[i];
-            std::fprintf(
-                f,
-                "    {\"type\": \"%s\", \"k\": %llu, \"n\": %llu, \"ncols\": %llu, \"where\": \"%s\", \"bpw\": %.4f, "
-                "\"us\": %.3f, \"gbs\": %.3f, \"gweights_s\": %.3f, \"bw_fraction\": %.4f}%s\n",
-                r.type.c_str(), (unsigned long long)r.k, (unsigned long long)r.n, (unsigned long long)r.ncols,
-                r.where.c_str(), r.bpw, r.us, r.gbs, r.gws, r.frac, i + 1 < results.size() ? "," : "");
-        }
-        std::fprintf(f, "  ]\n}\n");
-        std::fclose(f);
-    }
+    });
+    if (!o.json_path.empty())
+        write_results_json(o.json_path,
+                           strfmt("\"isa\": \"%s\", \"threads\": %d, \"read_bw_gbs\": %.3f, \"l3_bytes\": %llu",
+                                  kern.isa, o.threads, bw, (unsigned long long)l3),
+                           results);
     return 0;
 }
 
