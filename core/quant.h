@@ -23,6 +23,9 @@ struct WeightView {
     uint64_t n = 0, k = 0;  // rows (outputs), cols (inputs)
     Layout lay;
     const uint8_t* data = nullptr;
+    // rg only, optional: the same weight in the row-tiled layout of backends/cpu/tiled.h (its
+    // first n / 16 * 16 rows), used by the kernel tables that have rg_tiles
+    const uint8_t* tiles = nullptr;
 
     const uint8_t* codes(uint64_t row) const { return data + lay.off_codes + row * lay.code_row_bytes; }
 };
@@ -112,6 +115,19 @@ uint64_t act_row_bytes(uint64_t k);       // bytes of one row
 QActRow act_row(void* base, uint64_t k);  // views into a buffer of act_row_bytes(k)
 
 // ---- CPU kernel primitives -------------------------------------------------------------------
+// One call of a tiled rg kernel: w (with w->tiles set), ncols activation columns, each a q8 row
+// (act_row layout) at act + j * act_stride with its group sums xsum + j * xsum_stride
+// (xsum[c] = sum of s8 over group c's units), results y[j * n + row].
+struct TiledArgs {
+    const WeightView* w;
+    uint64_t ncols;
+    const uint8_t* act;
+    uint64_t act_stride;
+    const float* xsum;
+    uint64_t xsum_stride;
+    float* y;
+};
+
 // An ISA provides these; the matmul driver (backends/cpu/matmul.cpp) is shared by all ISAs.
 struct CpuKernels {
     const char* isa;
@@ -130,7 +146,12 @@ struct CpuKernels {
     // sum of x[i] over the set bits of a 1-bit code row (bit i % 8 of byte i / 8), n a multiple
     // of 32: the float path of 1-bit a0 and sign weights (no activation quantization)
     float (*sum_bits)(const uint8_t* bits, const float* x, uint64_t n);
+    // rg weights in the tiled layout (backends/cpu/tiled.h): rows of tiles [t0, t1) for every
+    // column; scratch holds tiled_scratch_floats(*a.w) floats. nullptr where an ISA has no tiled kernel
+    // (the driver then runs dot[] on the row layout).
+    void (*rg_tiles)(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) = nullptr;
 };
+
 
 // A kernel table from its primitives (dot by code bits 1, 2, 3, 4, 8).
 using DotFn = float (*)(const uint8_t*, uint64_t, const int8_t*, const float*, const float*, uint32_t);

@@ -51,7 +51,11 @@ bool Tensor::rows_contiguous() const { return quantized() || ne[0] == 1 || nb[0]
 
 WeightView Tensor::weight_view() const {
     LB_CHECK(ne[2] == 1 && ne[3] == 1, "tensor '%s': a weight view needs a 2-D tensor", name);
-    if (quantized()) return lb::make_view(type, qp, qrows, uint64_t(ne[0]), data);
+    if (quantized()) {
+        WeightView v = lb::make_view(type, qp, qrows, uint64_t(ne[0]), data);
+        v.tiles = tiles;
+        return v;
+    }
     LB_CHECK(is_contiguous(), "tensor '%s': a weight view of a plain tensor needs contiguous data", name);
     return lb::make_view(type, QParams{}, uint64_t(ne[1]), uint64_t(ne[0]), data);
 }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "backends/cpu/dispatch.h"
 #include "core/error.h"
 #include "core/quant.h"
 #include "formats/lbf.h"
@@ -52,6 +53,26 @@ const CheckpointTensor* LlamaCheckpoint::find(const std::string& name) const {
 // ---- binding weights --------------------------------------------------------------------------
 LlamaModel::LlamaModel() = default;
 LlamaModel::~LlamaModel() = default;
+
+void LlamaModel::prepare_cpu_tiles() const {
+    std::call_once(tiles_once_, [this] {
+        if (!kernels_best().rg_tiles) return;
+        auto add = [this](const LlamaLinear& l) {
+            if (l.w.type != Type::rg || cpu_tiles(l.w)) return;
+            TiledWeight t = make_tiled(l.w.weight_view());
+            if (t.nbytes) tiles_.emplace_back(l.w.data, std::move(t));
+        };
+        for (const LlamaLayer& L : layers)
+            for (const LlamaLinear* l : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) add(*l);
+        add(output);
+    });
+}
+
+const uint8_t* LlamaModel::cpu_tiles(const Tensor& w) const {
+    for (const auto& [data, t] : tiles_)
+        if (data == w.data) return t.data.get();
+    return nullptr;
+}
 
 static std::string dims_str(const std::vector<uint64_t>& d) {
     std::string s = "[";
@@ -217,7 +238,9 @@ Tensor* LlamaGraph::leaf(const Tensor& w, const char* name) {
     if (w.ne[1] == 1 && w.ne[2] == 1 && w.ne[3] == 1 && !w.quantized())
         return g_.external(w.type, {w.ne[0]}, w.data, name);
     LB_CHECK(w.qrow0 == 0 && w.ne[2] == 1 && w.ne[3] == 1, "llama graph: weight '%s' is not a whole 2-D tensor", name);
-    return g_.weight(name, w.type, w.qp, uint64_t(w.ne[1]), uint64_t(w.ne[0]), w.data);
+    Tensor* t = g_.weight(name, w.type, w.qp, uint64_t(w.ne[1]), uint64_t(w.ne[0]), w.data);
+    if (!opt_.backend) t->tiles = m_.cpu_tiles(w);
+    return t;
 }
 
 // Every projection of the model goes through here (the variants: see LlamaLinear in llama.h).
@@ -271,6 +294,7 @@ Tensor* LlamaGraph::attention(int64_t il, Tensor* h) {
 
 LlamaGraph::LlamaGraph(const LlamaModel& m, KvCache& cache, const LlamaGraphOptions& opt)
     : m_(m), cache_(cache), opt_(opt) {
+    if (!opt_.backend) m.prepare_cpu_tiles();
     const LlamaHParams& hp = m.hp;
     LB_CHECK(cache.n_layer == hp.n_layer && cache.kv_dim == hp.kv_dim(),
              "llama graph: the kv cache (n_layer %lld, kv_dim %lld) does not fit the model (%lld, %lld)",

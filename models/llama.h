@@ -24,11 +24,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "backends/cpu/tiled.h"
 #include "core/graph.h"
 #include "core/tensor.h"
 #include "core/threadpool.h"
@@ -130,6 +132,13 @@ class LlamaModel {
     LlamaModel& operator=(const LlamaModel&) = delete;
     ~LlamaModel();
 
+    // The CPU kernels' tiled copy of a projection weight (backends/cpu/tiled.h), or nullptr. The
+    // copies are made once, by the first graph that runs on the CPU (prepare_cpu_tiles, thread
+    // safe), for the rg projections when the best kernel table has tiled kernels; the row layout
+    // stays in use for embedding lookups and the rows after the last tile.
+    void prepare_cpu_tiles() const;
+    const uint8_t* cpu_tiles(const Tensor& w) const;
+
  private:
     LlamaModel();
     // where a named weight's bytes are: found == false if the source has no such tensor
@@ -144,6 +153,8 @@ class LlamaModel {
     void bind(const std::function<WeightRef(const std::string&)>& lookup, const std::string& origin);
     std::vector<CheckpointTensor> owned_;
     std::unique_ptr<LbfFile> file_;
+    mutable std::once_flag tiles_once_;
+    mutable std::vector<std::pair<const void*, TiledWeight>> tiles_;  // weight data -> its tiles
 };
 
 // The checkpoint with every quantized tensor dequantized to f32 by the scalar reference

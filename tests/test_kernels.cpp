@@ -10,8 +10,10 @@
 
 #include "backends/cpu/dispatch.h"
 #include "backends/cpu/matmul.h"
+#include "backends/cpu/tiled.h"
 #include "core/half.h"
 #include "core/quant.h"
+#include "core/error.h"
 #include "core/random_weights.h"
 
 using namespace lb;
@@ -313,5 +315,99 @@ TEST_CASE("sum_bits equals the reference for every length") {
             const float want = kernels_ref().sum_bits(bits.data(), x.data(), n);
             CHECK(std::fabs(t->sum_bits(bits.data(), x.data(), n) - want) <= 1e-6 * mag);
         }
+    }
+}
+
+TEST_CASE("the tiled layout holds every code and meta field of the rows it tiles") {
+    size_t np = 0;
+    const Preset* presets = all_presets(&np);
+    int tiled_presets = 0;
+    for (size_t pi = 0; pi < np; ++pi) {
+        const Preset& pr = presets[pi];
+        if (pr.type != Type::rg) continue;
+        for (auto [n0, k] : shapes_for(pr)) {
+            const uint64_t n = 16 * ((n0 + 15) / 16) + 7;  // whole tiles and 7 untiled rows
+            QParams p;
+            try {
+                p = preset_params(pr, n, k);
+            } catch (const Error&) {
+                continue;  // the preset's maps do not fit this row count
+            }
+            const std::vector<uint8_t> blob = random_weight(pr.type, p, n, k, n * 7 + k);
+            const WeightView w = make_view(pr.type, p, n, k, blob.data());
+            if (!tiled_supported(w)) continue;
+            ++tiled_presets;
+            INFO("preset " << std::string(pr.name) << " n " << n << " k " << k);
+            const TiledWeight t = make_tiled(w);
+            REQUIRE(t.nbytes == tiled_layout(w).nbytes);
+            std::vector<uint8_t> q(w.lay.kp);
+            bool codes_ok = true, meta_ok = true;
+            for (uint64_t row = 0; row < n / 16 * 16; ++row) {
+                unpack_codes_ref(w.codes(row), p.bits, w.lay.kp, q.data());
+                for (uint64_t i = 0; i < w.lay.kp; ++i) codes_ok &= tiled_code(w, t.data.get(), row, i) == q[i];
+                const MetaRow m = meta_row_of(w, row);
+                for (uint64_t c = 0; c < k / p.group; ++c) {
+                    auto field = [&](const uint8_t* r, uint32_t f) -> uint32_t {
+                        return f == 0 ? 0 : f == 16 ? uint32_t(r[2 * c] | r[2 * c + 1] << 8) : meta_code(r, f, c);
+                    };
+                    meta_ok &= tiled_field(w, t.data.get(), false, row, c) == field(m.srow, p.sbits);
+                    meta_ok &= tiled_field(w, t.data.get(), true, row, c) == field(m.zrow, p.zbits);
+                }
+            }
+            CHECK(codes_ok);
+            CHECK(meta_ok);
+        }
+    }
+    // the presets of the GreenBit, HQQ and GGUF layouts the runtime meets most
+    CHECK(tiled_presets >= 20);
+}
+
+TEST_CASE("tiled rg kernels equal the q8 reference (whole tiles and untiled rows, GEMV and GEMM)") {
+    size_t np = 0;
+    const Preset* presets = all_presets(&np);
+    for (const CpuKernels* kern : kernels_available()) {
+        if (!kern->rg_tiles) continue;
+        INFO("isa " << std::string(kern->isa));
+        int cases = 0;
+        for (size_t pi = 0; pi < np; ++pi) {
+            const Preset& pr = presets[pi];
+            if (pr.type != Type::rg) continue;
+            for (auto [n0, k] : shapes_for(pr)) {
+                for (uint64_t n : {uint64_t(16), 16 * ((n0 + 15) / 16) + 9}) {
+                    QParams p;
+                    try {
+                        p = preset_params(pr, n, k);
+                    } catch (const Error&) {
+                        continue;
+                    }
+                    const std::vector<uint8_t> blob = random_weight(pr.type, p, n, k, n * 13 + k);
+                    WeightView w = make_view(pr.type, p, n, k, blob.data());
+                    if (!tiled_supported(w)) continue;
+                    const TiledWeight t = make_tiled(w);
+                    w.tiles = t.data.get();
+                    ++cases;
+                    for (uint64_t ncols : {1ull, 3ull, 37ull}) {
+                        INFO("preset " << std::string(pr.name) << " n " << n << " k " << k << " ncols " << ncols);
+                        const std::vector<float> x = randvec(ncols * k, k + 3 * ncols);
+                        std::vector<float> yq(ncols * n), yt(ncols * n, std::numeric_limits<float>::quiet_NaN());
+                        matmul_simple(w, kernels_ref(), x.data(), ncols, yq.data());  // the ref has no tiles
+                        matmul_simple(w, *kern, x.data(), ncols, yt.data());
+                        std::vector<float> row(k);
+                        double worst = 0;
+                        for (uint64_t o = 0; o < n; ++o) {
+                            dequant_row_ref(w, o, row.data());
+                            double mag = 1e-12;
+                            for (uint64_t i = 0; i < k; ++i) mag += std::fabs(row[i]);
+                            for (uint64_t j = 0; j < ncols; ++j) {
+                                REQUIRE(std::isfinite(yt[j * n + o]));
+                                worst = std::max(worst, std::fabs(double(yt[j * n + o]) - yq[j * n + o]) / mag);
+                            }
+                        }
+                        CHECK(worst < 1e-5);
+                    }
+                }
+            }
+        }
+        CHECK(cases >= 20);
     }
 }

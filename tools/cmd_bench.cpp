@@ -18,6 +18,7 @@
 
 #include "backends/cpu/dispatch.h"
 #include "backends/cpu/matmul.h"
+#include "backends/cpu/tiled.h"
 #include "core/error.h"
 #include "core/random_weights.h"
 #include "core/threadpool.h"
@@ -80,7 +81,7 @@ double measure_read_bw(ThreadPool& pool) {
 }
 
 struct Result {
-    std::string type, where;
+    std::string type, where, layout;
     uint64_t k, n, ncols;
     double bpw, us, gbs, gws, frac;
 };
@@ -91,6 +92,7 @@ Result make_result(const char* type, const std::string& where, uint64_t k, uint6
                    double seconds, double bw) {
     Result r{type,
              where,
+             "rows",
              k,
              n,
              ncols,
@@ -113,9 +115,9 @@ void write_results_json(const std::string& path, const std::string& head, const 
         std::fprintf(
             f,
             "    {\"type\": \"%s\", \"k\": %llu, \"n\": %llu, \"ncols\": %llu, \"where\": \"%s\", \"bpw\": %.4f, "
-            "\"us\": %.3f, \"gbs\": %.3f, \"gweights_s\": %.3f, \"bw_fraction\": %.4f}%s\n",
+            "\"layout\": \"%s\", \"us\": %.3f, \"gbs\": %.3f, \"gweights_s\": %.3f, \"bw_fraction\": %.4f}%s\n",
             r.type.c_str(), (unsigned long long)r.k, (unsigned long long)r.n, (unsigned long long)r.ncols,
-            r.where.c_str(), r.bpw, r.us, r.gbs, r.gws, r.frac, i + 1 < results.size() ? "," : "");
+            r.where.c_str(), r.bpw, r.layout.c_str(), r.us, r.gbs, r.gws, r.frac, i + 1 < results.size() ? "," : "");
     }
     std::fprintf(f, "  ]\n}\n");
     std::fclose(f);
@@ -140,7 +142,7 @@ struct Options {
     int threads = 2;
     int reps = 0;  // 0: automatic (about 0.3 s per case)
     uint64_t gemm_n = 512;
-    bool gemv = true, gemm = true, l3 = true, dram = true, cuda = false;
+    bool gemv = true, gemm = true, l3 = true, dram = true, cuda = false, rows = false;
     std::string json_path, isa;
 };
 
@@ -154,6 +156,8 @@ void usage() {
         "  --reps R           timed repetitions per case (default: automatic, median reported)\n"
         "  --gemm-n N         activation rows of the GEMM case (default 512)\n"
         "  --no-gemv --no-gemm --no-l3 --no-dram   skip cases\n"
+        "  --rows             keep rg weights in the row layout (default: the tiled layout where the\n"
+        "                     kernels have one, as lowbit run uses it)\n"
         "  --isa NAME         kernel table (ref, avx2, avx512, neon; default: best available)\n"
         "  --backend B        cpu (default) or cuda: the CUDA kernels, against the measured device copy\n"
         "                     bandwidth (--threads, --isa, --no-l3 and --no-dram do not apply)\n"
@@ -217,6 +221,8 @@ Options parse(int argc, char** argv) {
             o.l3 = false;
         } else if (a == "--no-dram") {
             o.dram = false;
+        } else if (a == "--rows") {
+            o.rows = true;
         } else if (a == "--isa") {
             o.isa = val();
         } else if (a == "--backend") {
@@ -307,8 +313,8 @@ int bench_kernels(int argc, char** argv) {
         "# lowbit bench kernels\n\nisa %s, %d threads, measured read bandwidth %.1f GB/s (1 GiB buffer), L3 %.0f "
         "MiB\n\n",
         kern.isa, o.threads, bw, double(l3) / (1 << 20));
-    std::printf("| type | K x N | n | where | bpw | us/op | GB/s | G weights/s | of read bw |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|\n");
+    std::printf("| type | K x N | n | where | layout | bpw | us/op | GB/s | G weights/s | of read bw |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
     std::fflush(stdout);
     std::vector<Result> results;
     Runner runner{pool, kern, {}};
@@ -323,9 +329,25 @@ int bench_kernels(int argc, char** argv) {
             if ((where == 0 && !o.l3) || (where == 1 && !o.dram)) continue;
             // DRAM case: copies whose total exceeds 1 GiB, visited round-robin
             const uint64_t copies = where == 0 ? 1 : ((uint64_t(1) << 30) + bytes - 1) / bytes + 1;
-            std::vector<std::vector<uint8_t>> blobs(copies);
+            // tiled weights: copies of the tiles, all over the one row-layout blob (which the
+            // kernels read for the tables and the untiled rows only)
+            const WeightView base_view = make_view(pr.type, p, n, k, base.data());
+            const bool tiled = !o.rows && kern.rg_tiles && tiled_supported(base_view);
+            std::vector<std::vector<uint8_t>> blobs(tiled ? 0 : copies);
             for (auto& b : blobs) b = base;
+            std::vector<TiledWeight> tiles;
             std::vector<WeightView> views;
+            if (tiled) {
+                tiles.push_back(make_tiled(base_view));
+                for (uint64_t c = 1; c < copies; ++c) {
+                    tiles.push_back(make_tiled_storage(tiles[0].nbytes));
+                    std::memcpy(tiles.back().data.get(), tiles[0].data.get(), tiles[0].nbytes);
+                }
+                for (auto& t : tiles) {
+                    views.push_back(base_view);
+                    views.back().tiles = t.data.get();
+                }
+            }
             for (auto& b : blobs) views.push_back(make_view(pr.type, p, n, k, b.data()));
             for (int kind = 0; kind < 2; ++kind) {
                 if ((kind == 0 && !o.gemv) || (kind == 1 && !o.gemm)) continue;
@@ -348,11 +370,13 @@ int bench_kernels(int argc, char** argv) {
                     t[r] = seconds_since(t0);
                 }
                 const double s = median(t);
-                const Result res = make_result(pr.name, where == 0 ? "L3" : "DRAM", k, n, ncols, bytes, s, bw);
+                Result res = make_result(pr.name, where == 0 ? "L3" : "DRAM", k, n, ncols, bytes, s, bw);
+                if (tiled) res.layout = "tiles16";
                 results.push_back(res);
-                std::printf("| %s | %llux%llu | %llu | %s%s | %.3f | %.1f | %.1f | %.1f | %s |\n", res.type.c_str(),
+                std::printf("| %s | %llux%llu | %llu | %s%s | %s | %.3f | %.1f | %.1f | %.1f | %s |\n", res.type.c_str(),
                             (unsigned long long)k, (unsigned long long)n, (unsigned long long)ncols, res.where.c_str(),
-                            where == 0 && l3 && bytes > l3 ? " (exceeds L3)" : "", res.bpw, res.us, res.gbs, res.gws,
+                            where == 0 && l3 && bytes > l3 ? " (exceeds L3)" : "", res.layout.c_str(), res.bpw, res.us,
+                            res.gbs, res.gws,
                             kind == 0 ? strfmt("%.0f%%", 100 * res.frac).c_str() : "-");
                 std::fflush(stdout);
             }

@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/threadpool.h"
+#include "backends/cpu/tiled.h"
 
 namespace lb {
 
@@ -30,11 +31,15 @@ uint64_t Matmul::shared_bytes(const WeightView& w, uint64_t ncols) {
     return ncols * align64(act_row_bytes(w.k)) + ncols * align64(4 * ngroups(w));
 }
 
+// rg weights with a tiled copy: the kernel table runs tiles of 16 rows (backends/cpu/tiled.h);
+// the rows after the last whole tile go through the row kernels
+static bool use_tiles(const WeightView& w, const CpuKernels& kern) { return w.tiles && kern.rg_tiles; }
+
 uint64_t Matmul::thread_bytes(const WeightView& w) {
     const uint64_t kp = act_kp(w.k);
     switch (w.type) {
         case Type::rg:
-            return 2 * kRowTile * 4 * (kp / 8);
+            return std::max(2 * kRowTile * 4 * (kp / 8), w.tiles ? 4 * tiled_scratch_floats(w) : 0);
         case Type::a0:
             return 2 * align64(4 * w.k) + 2 * align64(4 * kp) + align64(act_row_bytes(w.k));
         case Type::sign:
@@ -44,7 +49,10 @@ uint64_t Matmul::thread_bytes(const WeightView& w) {
     }
 }
 
-uint64_t Matmul::units() const { return w->type == Type::a0 ? w->n / w->p.group : w->n; }
+uint64_t Matmul::units() const {
+    if (use_tiles(*w, *kern)) return w->n / kTileRows + (w->n % kTileRows ? 1 : 0);  // the last: the rest
+    return w->type == Type::a0 ? w->n / w->p.group : w->n;
+}
 
 // shared buffer: per column an activation row, then per column the group sums (rg)
 static uint8_t* act_base(const Matmul& mm, uint64_t j) { return mm.shared + j * align64(act_row_bytes(mm.w->k)); }
@@ -89,6 +97,15 @@ void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
     const QParams& p = w->p;
     switch (w->type) {
         case Type::rg: {
+            if (use_tiles(*w, *kern)) {
+                const uint64_t ntiles = n / kTileRows;
+                const TiledArgs args{w, ncols, act_base(*this, 0), align64(act_row_bytes(k)), xsum_base(*this, 0),
+                                     align64(4 * ngroups(*w)) / 4, y};
+                if (ub < ntiles) kern->rg_tiles(args, ub, std::min(ue, ntiles), reinterpret_cast<float*>(ts));
+                if (ue <= ntiles) break;
+                ub = ntiles * kTileRows;  // the untiled rows
+                ue = n;
+            }
             // GEMM: tiles of kRowTile rows x kColTile columns, so that the tile's activations stay
             // in L2 and each row's meta is decoded once; GEMV: the same with one column
             const uint64_t G = ngroups(*w), sg = kp / 8;  // scale slots per row (>= ceil(kp / g))

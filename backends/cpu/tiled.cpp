@@ -1,0 +1,160 @@
+// tiled.cpp: the row-tiled layout of rg weights (see tiled.h): eligibility, sizes, the tiling
+// and scalar readers. Portable scalar code; the kernels that read tiles are per ISA.
+#include "backends/cpu/tiled.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "core/error.h"
+
+namespace lb {
+
+static uint64_t align64(uint64_t x) { return (x + 63) & ~uint64_t(63); }
+
+static bool code_field_ok(uint32_t f) { return f == 1 || f == 2 || f == 4 || f == 8; }
+
+// the table entry of a coded field does not change within any tile
+static bool tile_uniform(const MetaMap& m, uint64_t n) { return m.rstride == 0 || m.rdiv >= n || m.rdiv % 16 == 0; }
+
+static bool field_ok(uint32_t fbits, const MetaMap& m, uint64_t n) {
+    return fbits == 0 || fbits == 16 || (code_field_ok(fbits) && tile_uniform(m, n));
+}
+
+bool tiled_supported(const WeightView& w) {
+    if (w.type != Type::rg || w.n < kTileRows) return false;
+    const QParams& p = w.p;
+    if (!code_field_ok(p.bits)) return false;
+    if (!(p.group == 8 || p.group == 16 || p.group % 32 == 0)) return false;
+    return field_ok(p.sbits, p.smap, w.n) && field_ok(p.zbits, p.zmap, w.n);
+}
+
+// bytes of one field plane of a tile
+static uint64_t field_bytes(uint32_t fbits, uint64_t groups) {
+    if (fbits == 0) return 0;
+    if (fbits == 16) return 32 * groups;
+    const uint64_t per = 8 / fbits;
+    return 16 * ((groups + per - 1) / per);
+}
+
+TiledLayout tiled_layout(const WeightView& w) {
+    LB_CHECK(tiled_supported(w), "tiled layout: %s %llux%llu cannot be tiled", describe(w.type, w.p).c_str(),
+             (unsigned long long)w.n, (unsigned long long)w.k);
+    const uint64_t groups = w.k / w.p.group;
+    TiledLayout t;
+    t.ntiles = w.n / kTileRows;
+    t.code_bytes = w.lay.kp / (32 / w.p.bits) * 64;
+    t.off_scales = t.code_bytes;
+    t.off_zeros = t.off_scales + align64(field_bytes(w.p.sbits, groups));
+    t.tile_bytes = t.off_zeros + align64(field_bytes(w.p.zbits, groups));
+    t.nbytes = t.ntiles * t.tile_bytes;
+    return t;
+}
+
+// position of (tile row r, input i) in a tile's codes: byte offset and bit shift
+static void code_pos(uint32_t bits, uint64_t r, uint64_t i, uint64_t& byte, uint32_t& shift) {
+    const uint64_t per_unit = 32 / bits;  // inputs per unit
+    const uint64_t u = i / per_unit, in = i % per_unit;
+    byte = u * 64 + 4 * r + in % 4;
+    shift = uint32_t(bits * (in / 4));
+}
+
+// position of (tile row r, group c) in a field plane
+static void field_pos(uint32_t fbits, uint64_t r, uint64_t c, uint64_t& byte, uint32_t& shift) {
+    if (fbits == 16) {
+        byte = 32 * c + 2 * r;
+        shift = 0;
+        return;
+    }
+    const uint64_t per = 8 / fbits;
+    byte = 16 * (c / per) + r;
+    shift = uint32_t(fbits * (c % per));
+}
+
+static uint32_t row_field(const WeightView& w, bool zero, uint64_t row, uint64_t c) {
+    const MetaRow m = meta_row_of(w, row);
+    const uint32_t f = zero ? w.p.zbits : w.p.sbits;
+    const uint8_t* r = zero ? m.zrow : m.srow;
+    if (f == 16) return uint32_t(r[2 * c] | r[2 * c + 1] << 8);
+    return meta_code(r, f, c);
+}
+
+void tile_weight(const WeightView& w, uint8_t* out) {
+    const TiledLayout t = tiled_layout(w);
+    const QParams& p = w.p;
+    const uint64_t groups = w.k / p.group, kp = w.lay.kp;
+    std::memset(out, 0, t.nbytes);
+    std::vector<uint8_t> q(kp);
+    for (uint64_t row = 0; row < t.ntiles * kTileRows; ++row) {
+        uint8_t* tile = out + row / kTileRows * t.tile_bytes;
+        const uint64_t r = row % kTileRows;
+        unpack_codes_ref(w.codes(row), p.bits, kp, q.data());
+        const uint32_t per_unit = 32 / p.bits, quads = 8 / p.bits;  // code_pos, unrolled
+        for (uint64_t u = 0; u < kp / per_unit; ++u) {
+            uint8_t* dst = tile + u * 64 + 4 * r;
+            const uint8_t* src = q.data() + u * per_unit;
+            for (uint32_t t = 0; t < quads; ++t)
+                for (uint32_t j = 0; j < 4; ++j) dst[j] = uint8_t(dst[j] | src[4 * t + j] << (p.bits * t));
+        }
+        for (int zero = 0; zero < 2; ++zero) {
+            const uint32_t f = zero ? p.zbits : p.sbits;
+            if (f == 0) continue;
+            uint8_t* plane = tile + (zero ? t.off_zeros : t.off_scales);
+            for (uint64_t c = 0; c < groups; ++c) {
+                const uint32_t v = row_field(w, zero != 0, row, c);
+                uint64_t byte;
+                uint32_t shift;
+                field_pos(f, r, c, byte, shift);
+                if (f == 16) {
+                    plane[byte] = uint8_t(v);
+                    plane[byte + 1] = uint8_t(v >> 8);
+                } else {
+                    plane[byte] = uint8_t(plane[byte] | v << shift);
+                }
+            }
+        }
+    }
+}
+
+uint32_t tiled_code(const WeightView& w, const uint8_t* tiles, uint64_t row, uint64_t i) {
+    const TiledLayout t = tiled_layout(w);
+    uint64_t byte;
+    uint32_t shift;
+    code_pos(w.p.bits, row % kTileRows, i, byte, shift);
+    return (tiles[row / kTileRows * t.tile_bytes + byte] >> shift) & ((1u << w.p.bits) - 1u);
+}
+
+uint32_t tiled_field(const WeightView& w, const uint8_t* tiles, bool zero, uint64_t row, uint64_t group) {
+    const TiledLayout t = tiled_layout(w);
+    const uint32_t f = zero ? w.p.zbits : w.p.sbits;
+    if (f == 0) return 0;
+    const uint8_t* plane = tiles + row / kTileRows * t.tile_bytes + (zero ? t.off_zeros : t.off_scales);
+    uint64_t byte;
+    uint32_t shift;
+    field_pos(f, row % kTileRows, group, byte, shift);
+    if (f == 16) return uint32_t(plane[byte] | plane[byte + 1] << 8);
+    return (plane[byte] >> shift) & ((1u << f) - 1u);
+}
+
+uint64_t tiled_scratch_floats(const WeightView& w) { return 2 * 16 * (w.k / w.p.group); }
+
+void TiledWeight::Free::operator()(uint8_t* p) const { std::free(p); }
+
+TiledWeight make_tiled_storage(uint64_t nbytes) {
+    TiledWeight t;
+    void* p = std::aligned_alloc(64, align64(nbytes));
+    if (!p) throw std::bad_alloc();
+    t.data.reset(static_cast<uint8_t*>(p));
+    t.nbytes = nbytes;
+    return t;
+}
+
+TiledWeight make_tiled(const WeightView& w) {
+    if (!tiled_supported(w)) return TiledWeight{};
+    TiledWeight t = make_tiled_storage(tiled_layout(w).nbytes);
+    tile_weight(w, t.data.get());
+    return t;
+}
+
+}  // namespace lb
