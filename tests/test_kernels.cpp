@@ -362,6 +362,69 @@ TEST_CASE("the tiled layout holds every code and meta field of the rows it tiles
     CHECK(tiled_presets >= 20);
 }
 
+// max over rows and columns of |tiled kernel - q8 reference| / sum_i |w[row][i]|; w has no tiles
+static double tiled_error(const CpuKernels& kern, WeightView w, uint64_t ncols) {
+    const TiledWeight t = make_tiled(w);
+    REQUIRE(t.nbytes > 0);
+    w.tiles = t.data.get();
+    const uint64_t n = w.n, k = w.k;
+    const std::vector<float> x = randvec(ncols * k, k + 3 * ncols);
+    std::vector<float> yq(ncols * n), yt(ncols * n, std::numeric_limits<float>::quiet_NaN());
+    matmul_simple(w, kernels_ref(), x.data(), ncols, yq.data());  // the reference table has no tiles
+    matmul_simple(w, kern, x.data(), ncols, yt.data());
+    std::vector<float> row(k);
+    double worst = 0;
+    for (uint64_t o = 0; o < n; ++o) {
+        dequant_row_ref(w, o, row.data());
+        double mag = 1e-12;
+        for (uint64_t i = 0; i < k; ++i) mag += std::fabs(row[i]);
+        for (uint64_t j = 0; j < ncols; ++j) {
+            if (!std::isfinite(yt[j * n + o])) return INFINITY;
+            worst = std::max(worst, std::fabs(double(yt[j * n + o]) - yq[j * n + o]) / mag);
+        }
+    }
+    return worst;
+}
+
+TEST_CASE("tiled rg kernels equal the q8 reference for every field width and tile-uniform map kind") {
+    for (const CpuKernels* kern : kernels_available()) {
+        if (!kern->rg_tiles) continue;
+        int cases = 0;
+        for (uint32_t sb : {0u, 4u, 8u, 16u})  // the scale widths rg allows
+            for (uint32_t zb : {0u, 1u, 2u, 4u, 8u, 16u})
+                for (int mapkind = 0; mapkind < 4; ++mapkind)
+                    for (uint64_t G : {3ull, 21ull, 40ull}) {
+                        const uint64_t n = 53, k = 8 * G;  // 3 tiles and 5 rows
+                        QParams p;
+                        p.bits = uint8_t(1u << ((sb + zb + G) % 4));  // 1, 2, 4, 8 in turn
+                        p.group = 8;
+                        p.sbits = uint8_t(sb);
+                        p.zbits = uint8_t(zb);
+                        p.zmode = (sb + zb) % 3 ? ZeroMode::code : ZeroMode::value;
+                        MetaMap m;
+                        if (mapkind == 0) {
+                            m.count = 1;
+                        } else if (mapkind == 1) {  // per 16 rows and group (GreenBit dgs)
+                            m.rdiv = 16, m.rstride = uint32_t(G), m.cstride = 1, m.count = uint32_t(4 * G);
+                        } else if (mapkind == 2) {  // per group column, wrapping
+                            m.cstride = 1, m.period = 11, m.count = 11;
+                        } else {  // one block of all rows, every other entry
+                            m.rdiv = 64, m.rstride = 1, m.cstride = 2, m.count = uint32_t(2 * G);
+                        }
+                        if (sb && sb <= 8) p.smap = m;
+                        if (zb && zb <= 8) p.zmap = m;
+                        const std::vector<uint8_t> blob = random_weight(Type::rg, p, n, k, sb * 100 + zb * 10 + G);
+                        const WeightView w = make_view(Type::rg, p, n, k, blob.data());
+                        INFO("isa " << kern->isa << " bits " << int(p.bits) << " sbits " << sb << " zbits " << zb
+                                    << " map " << mapkind << " G " << G);
+                        REQUIRE(tiled_supported(w));
+                        ++cases;
+                        CHECK(tiled_error(*kern, w, 2) < 1e-5);
+                    }
+        CHECK(cases == 4 * 6 * 4 * 3);
+    }
+}
+
 TEST_CASE("tiled rg kernels equal the q8 reference (whole tiles and untiled rows, GEMV and GEMM)") {
     size_t np = 0;
     const Preset* presets = all_presets(&np);
@@ -381,29 +444,12 @@ TEST_CASE("tiled rg kernels equal the q8 reference (whole tiles and untiled rows
                         continue;
                     }
                     const std::vector<uint8_t> blob = random_weight(pr.type, p, n, k, n * 13 + k);
-                    WeightView w = make_view(pr.type, p, n, k, blob.data());
+                    const WeightView w = make_view(pr.type, p, n, k, blob.data());
                     if (!tiled_supported(w)) continue;
-                    const TiledWeight t = make_tiled(w);
-                    w.tiles = t.data.get();
                     ++cases;
                     for (uint64_t ncols : {1ull, 3ull, 37ull}) {
                         INFO("preset " << std::string(pr.name) << " n " << n << " k " << k << " ncols " << ncols);
-                        const std::vector<float> x = randvec(ncols * k, k + 3 * ncols);
-                        std::vector<float> yq(ncols * n), yt(ncols * n, std::numeric_limits<float>::quiet_NaN());
-                        matmul_simple(w, kernels_ref(), x.data(), ncols, yq.data());  // the ref has no tiles
-                        matmul_simple(w, *kern, x.data(), ncols, yt.data());
-                        std::vector<float> row(k);
-                        double worst = 0;
-                        for (uint64_t o = 0; o < n; ++o) {
-                            dequant_row_ref(w, o, row.data());
-                            double mag = 1e-12;
-                            for (uint64_t i = 0; i < k; ++i) mag += std::fabs(row[i]);
-                            for (uint64_t j = 0; j < ncols; ++j) {
-                                REQUIRE(std::isfinite(yt[j * n + o]));
-                                worst = std::max(worst, std::fabs(double(yt[j * n + o]) - yq[j * n + o]) / mag);
-                            }
-                        }
-                        CHECK(worst < 1e-5);
+                        CHECK(tiled_error(*kern, w, ncols) < 1e-5);
                     }
                 }
             }

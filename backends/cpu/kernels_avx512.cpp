@@ -437,6 +437,7 @@ inline void static_for(F&& f) {
 // when a tile starts a new row block.
 class TileField {
  public:
+    // scratch: 18 floats per group
     TileField(const WeightView& w, bool zero, float* scratch)
         : f_(zero ? w.p.zbits : w.p.sbits),
           map_(zero ? w.p.zmap : w.p.smap),
@@ -444,7 +445,9 @@ class TileField {
           n_(w.n),
           groups_(w.k / w.p.group),
           none_(_mm512_set1_ps(zero ? 0.0f : 1.0f)),
-          vals_(scratch) {
+          vals_(scratch),
+          ts_(scratch + 16 * groups_),
+          tz_(ts_ + groups_) {
         kind_ = f_ == 0 ? Kind::none : f_ == 16 ? Kind::raw : f_ == 8 ? Kind::direct : Kind::lookup;
         if (kind_ == Kind::lookup) shift_per_ = f_ == 1 ? 3 : f_ == 2 ? 2 : 1;  // log2(8 / f)
     }
@@ -456,23 +459,31 @@ class TileField {
         const uint64_t block = map_.rdiv >= n_ ? 0 : row / map_.rdiv;
         if (block == block_) return;
         block_ = block;
+        // the block's table entries of every group as floats: 16 at a time where they are
+        // consecutive in the table, else one by one
         uint64_t idx = map_.index(row, 0);
         const uint64_t step = map_.period ? map_.cstride % map_.period : map_.cstride;
+        uint64_t c = 0;
+        if (step == 1)
+            for (; c + 16 <= groups_ && (!map_.period || idx + 16 <= map_.period); c += 16, idx += 16) {
+                __m512 ts, tz;
+                entries16(tab_ + 4 * idx, ts, tz);
+                _mm512_storeu_ps(ts_ + c, ts);
+                _mm512_storeu_ps(tz_ + c, tz);
+            }
+        for (; c < groups_; ++c) {
+            if (map_.period && idx >= map_.period) idx -= map_.period;
+            const uint8_t* e = tab_ + 4 * idx;
+            ts_[c] = _cvtsh_ss(uint16_t(e[0] | e[1] << 8));
+            tz_[c] = _cvtsh_ss(uint16_t(e[2] | e[3] << 8));
+            idx += step;
+        }
+        if (kind_ != Kind::lookup) return;
         const __m512i codes = _mm512_and_si512(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                                _mm512_set1_epi32(int((1u << f_) - 1u)));
         const __m512 fcodes = _mm512_cvtepi32_ps(codes);
-        for (uint64_t c = 0; c < groups_; ++c) {
-            const uint8_t* e = tab_ + 4 * idx;
-            const float ts = _cvtsh_ss(uint16_t(e[0] | e[1] << 8)), tz = _cvtsh_ss(uint16_t(e[2] | e[3] << 8));
-            if (kind_ == Kind::lookup) {
-                _mm512_storeu_ps(vals_ + 16 * c, field_value16(fcodes, _mm512_set1_ps(ts), _mm512_set1_ps(tz)));
-            } else {
-                vals_[2 * c] = ts;
-                vals_[2 * c + 1] = tz;
-            }
-            idx += step;
-            if (map_.period && idx >= map_.period) idx -= map_.period;
-        }
+        for (c = 0; c < groups_; ++c)
+            _mm512_storeu_ps(vals_ + 16 * c, field_value16(fcodes, _mm512_set1_ps(ts_[c]), _mm512_set1_ps(tz_[c])));
     }
 
     __m512 get(uint64_t c) const {
@@ -490,7 +501,7 @@ class TileField {
             default: {
                 const __m512 q = _mm512_cvtepi32_ps(
                     _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(plane_ + 16 * c))));
-                return field_value16(q, _mm512_set1_ps(vals_[2 * c]), _mm512_set1_ps(vals_[2 * c + 1]));
+                return field_value16(q, _mm512_set1_ps(ts_[c]), _mm512_set1_ps(tz_[c]));
             }
         }
     }
@@ -503,7 +514,8 @@ class TileField {
     const uint8_t* tab_;
     uint64_t n_, groups_;
     __m512 none_;
-    float* vals_;
+    float* vals_;    // lookup: 16 values per group
+    float *ts_, *tz_;  // the table entry of each group
     const uint8_t* plane_ = nullptr;
     uint64_t block_ = ~uint64_t(0);
 };
@@ -546,7 +558,7 @@ void rg_tiles_avx512(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratc
     const uint64_t groups = w.k / w.p.group;
     const bool code_zero = w.p.zmode == ZeroMode::code;
     constexpr uint64_t blk_bytes = 64 * BITS;  // codes of 32 inputs of 16 rows
-    TileField S(w, false, scratch), Z(w, true, scratch + 16 * groups);
+    TileField S(w, false, scratch), Z(w, true, scratch + 18 * groups);
     for (uint64_t t = t0; t < t1; ++t) {
         const uint8_t* tile = w.tiles + t * lay.tile_bytes;
         S.begin_tile(t, tile + lay.off_scales);

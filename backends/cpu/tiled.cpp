@@ -137,7 +137,7 @@ uint32_t tiled_field(const WeightView& w, const uint8_t* tiles, bool zero, uint6
     return (plane[byte] >> shift) & ((1u << f) - 1u);
 }
 
-uint64_t tiled_scratch_floats(const WeightView& w) { return 2 * 16 * (w.k / w.p.group); }
+uint64_t tiled_scratch_floats(const WeightView& w) { return 2 * 18 * (w.k / w.p.group); }
 
 void TiledWeight::Free::operator()(uint8_t* p) const { std::free(p); }
 

@@ -55,8 +55,8 @@ void tile_weight(const WeightView& w, uint8_t* out);
 uint32_t tiled_code(const WeightView& w, const uint8_t* tiles, uint64_t row, uint64_t i);
 uint32_t tiled_field(const WeightView& w, const uint8_t* tiles, bool zero, uint64_t row, uint64_t group);
 
-// Floats of scratch a CpuKernels::rg_tiles call needs: per meta field, 16 values per group (the
-// lookup vectors of a tile's table entries).
+// Floats of scratch a CpuKernels::rg_tiles call needs: per meta field and group, the table entry
+// (2 floats) and 16 lookup values.
 uint64_t tiled_scratch_floats(const WeightView& w);
 
 // An owned, 64-byte aligned tiled copy of a weight.
