@@ -568,26 +568,30 @@ void rg_tiles_avx512(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratc
             const float* xsum = a.xsum + j * a.xsum_stride;
             __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
             __m512 accm[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-            // one group: its scaled sum (already times xd) goes to acc, its zero term to accm
-            auto finish = [&](int slot, uint64_t c, __m512 sum_xd) {
+            // one group: its sum (times xd, or xd still to come) times s goes to acc[slot] (or
+            // into a block sum), its zero term to accm
+            auto finish = [&](__m512& into, uint64_t c, __m512 sum) {
                 const __m512 s = S.get(c), z = Z.get(c);
-                acc[slot] = _mm512_fmadd_ps(sum_xd, s, acc[slot]);
-                accm[slot] = _mm512_fnmadd_ps(code_zero ? _mm512_mul_ps(z, s) : z, _mm512_set1_ps(xsum[c]), accm[slot]);
+                into = _mm512_fmadd_ps(sum, s, into);
+                __m512& m = accm[c % 2];
+                m = _mm512_fnmadd_ps(code_zero ? _mm512_mul_ps(z, s) : z, _mm512_set1_ps(xsum[c]), m);
             };
             if constexpr (GK < 32) {
+                // groups inside one activation block: sum_g s_g isum_g, then times the block's xd
                 constexpr int per_blk = 32 / GK;
                 const uint64_t nblk = (w.k + 31) / 32;
                 for (uint64_t b = 0; b < nblk; ++b) {
                     const uint8_t* blk = tile + b * blk_bytes;
                     const int8_t* xb = x.q + 32 * b;
-                    const __m512 xd = _mm512_set1_ps(x.d[b]);
+                    __m512 bsum = _mm512_setzero_ps();
                     static_for<per_blk>([&](auto i) {
                         constexpr int gi = decltype(i)::value;
                         const uint64_t c = b * per_blk + gi;
                         if (c >= groups) return;  // last block of a row with k % 32 != 0
                         const __m512i isum = tile_isum<BITS, gi * GK / 4, GK / 4>(blk, xb);
-                        finish(gi % 2, c, _mm512_mul_ps(_mm512_cvtepi32_ps(isum), xd));
+                        finish(bsum, c, _mm512_cvtepi32_ps(isum));
                     });
+                    acc[b % 2] = _mm512_fmadd_ps(bsum, _mm512_set1_ps(x.d[b]), acc[b % 2]);
                 }
             } else {
                 const uint64_t per_group = w.p.group / 32;
@@ -597,7 +601,7 @@ void rg_tiles_avx512(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratc
                         const __m512i isum = tile_isum<BITS, 0, 8>(tile + b * blk_bytes, x.q + 32 * b);
                         g = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(x.d[b]), g);
                     }
-                    finish(int(c % 2), c, g);
+                    finish(acc[c % 2], c, g);
                 }
             }
             const __m512 y = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(accm[0], accm[1]));
