@@ -7,6 +7,10 @@
 #include <new>
 #include <vector>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "core/error.h"
 
 namespace lb {
@@ -143,8 +147,16 @@ void TiledWeight::Free::operator()(uint8_t* p) const { std::free(p); }
 
 TiledWeight make_tiled_storage(uint64_t nbytes) {
     TiledWeight t;
-    void* p = std::aligned_alloc(64, align64(nbytes));
+    // Large copies go on 2 MiB pages where the kernel allows it: a kernel streams its tiles from
+    // DRAM, and with 4 KiB pages the hardware prefetchers stop at every page boundary.
+    constexpr uint64_t huge = uint64_t(2) << 20;
+    const bool big = nbytes >= huge;
+    const uint64_t size = big ? (nbytes + huge - 1) / huge * huge : align64(nbytes);
+    void* p = std::aligned_alloc(big ? huge : 64, size);
     if (!p) throw std::bad_alloc();
+#if defined(__linux__)
+    if (big) madvise(p, size, MADV_HUGEPAGE);  // advice only: failure leaves 4 KiB pages
+#endif
     t.data.reset(static_cast<uint8_t*>(p));
     t.nbytes = nbytes;
     return t;
