@@ -7,7 +7,10 @@
 //   run(unit_begin, unit_end, thread_scratch)
 //                           computes a range of work units: one unit = one output row, except
 //                           for a0 weights where one unit = one row class (the `group` rows
-//                           that share a scaled activation)
+//                           that share a scaled activation), and for rg weights with a tiled
+//                           copy (WeightView::tiles, backends/cpu/tiled.h) run by a kernel table
+//                           with rg_tiles, where one unit = one tile of 16 rows (the last unit:
+//                           the untiled rows, through the row kernels)
 // Scratch sizes are known before the call (shared_bytes, thread_bytes).
 #pragma once
 #include <cstdint>
