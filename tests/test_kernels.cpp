@@ -11,10 +11,12 @@
 #include "backends/cpu/dispatch.h"
 #include "backends/cpu/matmul.h"
 #include "backends/cpu/tiled.h"
+#include "core/threadpool.h"
 #include "core/half.h"
 #include "core/quant.h"
 #include "core/error.h"
 #include "core/random_weights.h"
+#include "alloc_counter.h"
 
 using namespace lb;
 
@@ -455,5 +457,28 @@ TEST_CASE("tiled rg kernels equal the q8 reference (whole tiles and untiled rows
             }
         }
         CHECK(cases >= 20);
+    }
+}
+
+TEST_CASE("a tiled matmul on a thread pool allocates nothing") {
+    for (const CpuKernels* kern : kernels_available()) {
+        if (!kern->rg_tiles) continue;
+        const uint64_t n = 16 * 5 + 3, k = 256;
+        const QParams p = preset_params(*find_preset("q2_g8"), n, k);
+        const std::vector<uint8_t> blob = random_weight(Type::rg, p, n, k, 5);
+        WeightView w = make_view(Type::rg, p, n, k, blob.data());
+        const TiledWeight t = make_tiled(w);
+        w.tiles = t.data.get();
+        ThreadPool pool(2);
+        for (uint64_t ncols : {1ull, 5ull}) {
+            std::vector<uint8_t> scratch(matmul_scratch_bytes(w, ncols, pool.size()));
+            const std::vector<float> x = randvec(ncols * k, 9);
+            std::vector<float> y(ncols * n);
+            matmul(w, *kern, x.data(), ncols, y.data(), pool, scratch.data());  // warm-up
+            const long before = allocations();
+            matmul(w, *kern, x.data(), ncols, y.data(), pool, scratch.data());
+            const long after = allocations();  // before doctest's own message allocates
+            CHECK_MESSAGE(after == before, "isa " << kern->isa << " ncols " << ncols);
+        }
     }
 }
