@@ -31,6 +31,15 @@ std::vector<const CpuKernels*> kernels_available() {
     return v;
 }
 
+bool cpu_has_gfni() {
+#if defined(__x86_64__)
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c >> 8 & 1u);
+#else
+    return false;
+#endif
+}
+
 const CpuKernels& kernels_by_name(const char* isa) {
     std::string have;
     for (const CpuKernels* k : kernels_available()) {
