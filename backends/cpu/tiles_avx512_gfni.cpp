@@ -3,11 +3,17 @@
 // (one vgf2p8affineqb moves a code field of every byte to its low bits); the avx512 table uses
 // it only on CPUs with GFNI (dispatch.cpp), the others keep the row layout.
 // Checked against the scalar q8 reference by tests/test_kernels.cpp.
+#include <algorithm>
 #include <utility>
 
 #include "backends/cpu/dispatch.h"
 #include "backends/cpu/simd_avx512.h"
 #include "backends/cpu/tiled.h"
+
+// the per-group decoders must be inlined into the kernel loops (a call returns its vectors
+// through memory)
+#define LB_INLINE inline __attribute__((always_inline))
+#define LB_LAMBDA_INLINE __attribute__((always_inline))
 
 namespace lb {
 namespace {
@@ -21,26 +27,33 @@ namespace {
 // m = -(z * s) (code zeros) or -z (value zeros), as the row kernels do.
 
 template <class F, int... I>
-inline void static_for_impl(F&& f, std::integer_sequence<int, I...>) {
+LB_INLINE void static_for_impl(F&& f, std::integer_sequence<int, I...>) {
     (f(std::integral_constant<int, I>{}), ...);
 }
 // f(integral_constant<int, 0>) .. f(integral_constant<int, N - 1>)
 template <int N, class F>
-inline void static_for(F&& f) {
+LB_INLINE void static_for(F&& f) {
     static_for_impl(f, std::make_integer_sequence<int, N>{});
 }
 
-// One meta field (scale or zero) of a tile's 16 rows, decoded per group.
+// One meta field (scale or zero) of 16-row tiles, decoded per group c:
+//   none:   a constant (scale 1, zero 0)
 //   raw:    f16 values
-//   lookup: a 1/2/4-bit code; the table entry of the group is decoded once per tile block into
-//           16 values v[i] = f16(f16((i & mask) - tz) * ts), which vpermps indexes with the
-//           rows' codes (vpermps reads the low 4 bits of each lane, so fields above the one
-//           wanted do not need masking: the 16 values repeat with the code's period)
+//   lookup: a 1/2/4-bit code. The group's table entry gives 16 values
+//           v[i] = f16(f16((i & mask) - tz) * ts), which vpermps indexes with the rows' codes
+//           (vpermps reads the low 4 bits of each lane, so fields above the one wanted need no
+//           masking: the 16 values repeat with the code's period)
 //   direct: an 8-bit code, decoded in the lanes with the group's (ts, tz)
-// The decoded values of a table entry depend only on (row / rdiv, group): they are rebuilt
-// when a tile starts a new row block.
+// Table entries depend on (row / rdiv, group) only: begin_block() reads them, as floats, for the
+// row block of a tile; tiles of one block share them. group(c) gives what the tiles share for
+// group c (the lookup vector, built in registers or read from the copies that begin_block builds
+// when asked, for GEMM's many columns; or the broadcast entry); get() decodes one tile's fields.
 class TileField {
  public:
+    struct Group {
+        __m512 a, b;
+    };
+
     // scratch: 18 floats per group
     TileField(const WeightView& w, bool zero, float* scratch)
         : f_(zero ? w.p.zbits : w.p.sbits),
@@ -49,6 +62,9 @@ class TileField {
           n_(w.n),
           groups_(w.k / w.p.group),
           none_(_mm512_set1_ps(zero ? 0.0f : 1.0f)),
+          fcodes_(_mm512_cvtepi32_ps(
+              _mm512_and_si512(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                               _mm512_set1_epi32(int((1u << (f_ < 8 ? f_ : 8)) - 1u))))),
           vals_(scratch),
           ts_(scratch + 16 * groups_),
           tz_(ts_ + groups_) {
@@ -56,16 +72,21 @@ class TileField {
         if (kind_ == Kind::lookup) shift_per_ = f_ == 1 ? 3 : f_ == 2 ? 2 : 1;  // log2(8 / f)
     }
 
-    void begin_tile(uint64_t tile, const uint8_t* plane) {
-        plane_ = plane;
+    // the row block of a tile (tiles of one block share every table entry)
+    uint64_t block_of(uint64_t tile) const {
+        if (kind_ != Kind::lookup && kind_ != Kind::direct) return 0;
+        return map_.rdiv >= n_ || map_.rstride == 0 ? 0 : tile * kTileRows / map_.rdiv;
+    }
+
+    void begin_block(uint64_t tile, bool luts) {
         if (kind_ != Kind::lookup && kind_ != Kind::direct) return;
-        const uint64_t row = tile * kTileRows;
-        const uint64_t block = map_.rdiv >= n_ ? 0 : row / map_.rdiv;
-        if (block == block_) return;
+        const uint64_t block = block_of(tile);
+        if (block == block_ && luts == luts_) return;
         block_ = block;
+        luts_ = luts && kind_ == Kind::lookup;
         // the block's table entries of every group as floats: 16 at a time where they are
         // consecutive in the table, else one by one
-        uint64_t idx = map_.index(row, 0);
+        uint64_t idx = map_.index(tile * kTileRows, 0);
         const uint64_t step = map_.period ? map_.cstride % map_.period : map_.cstride;
         uint64_t c = 0;
         if (step == 1)
@@ -82,46 +103,53 @@ class TileField {
             tz_[c] = _cvtsh_ss(uint16_t(e[2] | e[3] << 8));
             idx += step;
         }
-        if (kind_ != Kind::lookup) return;
-        const __m512i codes = _mm512_and_si512(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                               _mm512_set1_epi32(int((1u << f_) - 1u)));
-        const __m512 fcodes = _mm512_cvtepi32_ps(codes);
-        for (c = 0; c < groups_; ++c)
-            _mm512_storeu_ps(vals_ + 16 * c, field_value16(fcodes, _mm512_set1_ps(ts_[c]), _mm512_set1_ps(tz_[c])));
+        if (luts_)
+            for (c = 0; c < groups_; ++c) _mm512_storeu_ps(vals_ + 16 * c, lookup_vector(c));
     }
 
-    __m512 get(uint64_t c) const {
+    LB_INLINE Group group(uint64_t c) const {
+        if (kind_ == Kind::lookup) return {luts_ ? _mm512_loadu_ps(vals_ + 16 * c) : lookup_vector(c), none_};
+        if (kind_ == Kind::direct) return {_mm512_set1_ps(ts_[c]), _mm512_set1_ps(tz_[c])};
+        return {none_, none_};
+    }
+
+    // the fields of group c of the tile whose plane (of this field) is `plane`
+    LB_INLINE __m512 get(const Group& g, const uint8_t* plane, uint64_t c) const {
         switch (kind_) {
             case Kind::none:
                 return none_;
             case Kind::raw:
-                return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(plane_ + 32 * c)));
+                return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(plane + 32 * c)));
             case Kind::lookup: {
                 __m512i q = _mm512_cvtepu8_epi32(
-                    _mm_load_si128(reinterpret_cast<const __m128i*>(plane_ + 16 * (c >> shift_per_))));
+                    _mm_load_si128(reinterpret_cast<const __m128i*>(plane + 16 * (c >> shift_per_))));
                 q = _mm512_srl_epi32(q, _mm_cvtsi32_si128(int(f_ * (c & ((1u << shift_per_) - 1u)))));
-                return _mm512_permutexvar_ps(q, _mm512_loadu_ps(vals_ + 16 * c));
+                return _mm512_permutexvar_ps(q, g.a);
             }
             default: {
                 const __m512 q = _mm512_cvtepi32_ps(
-                    _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(plane_ + 16 * c))));
-                return field_value16(q, _mm512_set1_ps(ts_[c]), _mm512_set1_ps(tz_[c]));
+                    _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(plane + 16 * c))));
+                return field_value16(q, g.a, g.b);
             }
         }
     }
 
  private:
+    LB_INLINE __m512 lookup_vector(uint64_t c) const {
+        return field_value16(fcodes_, _mm512_set1_ps(ts_[c]), _mm512_set1_ps(tz_[c]));
+    }
+
     enum class Kind { none, raw, lookup, direct };
     Kind kind_;
     uint32_t f_, shift_per_ = 0;
     MetaMap map_;
     const uint8_t* tab_;
     uint64_t n_, groups_;
-    __m512 none_;
-    float* vals_;    // lookup: 16 values per group
-    float *ts_, *tz_;  // the table entry of each group
-    const uint8_t* plane_ = nullptr;
+    __m512 none_, fcodes_;  // fcodes_: the lookup's codes 0..15 masked to the field's width
+    float* vals_;           // lookup vectors of every group (GEMM)
+    float *ts_, *tz_;       // the table entry of each group
     uint64_t block_ = ~uint64_t(0);
+    bool luts_ = false;
 };
 
 // codes of quad QI (0..7) of a 32-input block of a tile: 64 bytes, byte 4r + j = row r, input 4*QI + j
@@ -150,7 +178,7 @@ inline __m512i tile_quad(const uint8_t* blk) {
 template <int BITS, int Q0, int NQ>
 inline __m512i tile_isum(const uint8_t* blk, const int8_t* xb) {
     __m512i a = _mm512_setzero_si512(), b = _mm512_setzero_si512();
-    static_for<NQ>([&](auto i) {
+    static_for<NQ>([&](auto i) LB_LAMBDA_INLINE {
         constexpr int q = Q0 + decltype(i)::value;
         const __m512i x = _mm512_set1_epi32(int(load_u32(reinterpret_cast<const uint8_t*>(xb) + 4 * q)));
         if constexpr (decltype(i)::value % 2 == 0)
@@ -161,78 +189,139 @@ inline __m512i tile_isum(const uint8_t* blk, const int8_t* xb) {
     return NQ > 1 ? _mm512_add_epi32(a, b) : a;
 }
 
-constexpr uint64_t kPrefetchAhead = 4096;
+// One call's shared state: the weight, its layout, the two meta fields.
+struct TileCall {
+    const TiledArgs& a;
+    const WeightView& w;
+    TiledLayout lay;
+    uint64_t groups, nblk;
+    TileField S, Z;
+    const uint8_t* pf_end;  // prefetches stop here (the end of this call's tiles)
+};
+
+// Rows of the R consecutive tiles [t, t + R) (one row block: they share table entries and
+// lookup vectors) for column j, into y. The tiles of the next R are prefetched into L2 during
+// column 0, spread over the blocks: the hardware prefetchers alone left a DRAM-resident GEMV at
+// about half the read bandwidth.
+template <int BITS, int GK, int R>
+void tile_run(TileCall& k, uint64_t t, uint64_t j) {
+    constexpr uint64_t blk_bytes = 64 * BITS;  // codes of 32 inputs of 16 rows
+    const TiledArgs& a = k.a;
+    const TiledLayout& lay = k.lay;
+    const bool code_zero = k.w.p.zmode == ZeroMode::code;
+    const QActRow x = act_row(const_cast<uint8_t*>(a.act + j * a.act_stride), k.w.k);
+    const float* xsum = a.xsum + j * a.xsum_stride;
+    const uint8_t* tile[R];
+    for (int r = 0; r < R; ++r) tile[r] = k.w.tiles + (t + uint64_t(r)) * lay.tile_bytes;
+    const uint64_t pf_step = (R * lay.tile_bytes / k.nblk + 127) & ~uint64_t(63);
+    const uint8_t* pf = tile[0] + R * lay.tile_bytes;
+    auto prefetch = [&](uint64_t b) LB_LAMBDA_INLINE {
+        if (j != 0) return;
+        const uint8_t* p = pf + b * pf_step;
+        for (uint64_t i = 0; i < pf_step && p + i < k.pf_end; i += 64)
+            _mm_prefetch(reinterpret_cast<const char*>(p + i), _MM_HINT_T1);
+    };
+    __m512 acc[R], accm[R][2];
+    for (int r = 0; r < R; ++r) acc[r] = accm[r][0] = accm[r][1] = _mm512_setzero_ps();
+    // group c of tile r: its sum (int32 lanes as floats, times xd or not yet) times s goes into
+    // `into`, its zero term into accm[r][slot]
+    auto finish = [&](int r, int slot, uint64_t c, const TileField::Group& gs, const TileField::Group& gz,
+                      __m512 xs, __m512 sum, __m512& into) LB_LAMBDA_INLINE {
+        const __m512 s = k.S.get(gs, tile[r] + lay.off_scales, c);
+        const __m512 z = k.Z.get(gz, tile[r] + lay.off_zeros, c);
+        into = _mm512_fmadd_ps(sum, s, into);
+        accm[r][slot] = _mm512_fnmadd_ps(code_zero ? _mm512_mul_ps(z, s) : z, xs, accm[r][slot]);
+    };
+    if constexpr (GK < 32) {
+        // groups inside one activation block: sum_g s_g isum_g, then times the block's xd
+        constexpr int per_blk = 32 / GK;
+        for (uint64_t b = 0; b < k.nblk; ++b) {
+            prefetch(b);
+            const int8_t* xb = x.q + 32 * b;
+            __m512 bsum[R];
+            for (int r = 0; r < R; ++r) bsum[r] = _mm512_setzero_ps();
+            static_for<per_blk>([&](auto i) LB_LAMBDA_INLINE {
+                constexpr int gi = decltype(i)::value;
+                const uint64_t c = b * per_blk + gi;
+                if (c >= k.groups) return;  // last block of a row with k % 32 != 0
+                const TileField::Group gs = k.S.group(c), gz = k.Z.group(c);
+                const __m512 xs = _mm512_set1_ps(xsum[c]);
+                static_for<R>([&](auto ri) LB_LAMBDA_INLINE {
+                    constexpr int r = decltype(ri)::value;
+                    const __m512i isum = tile_isum<BITS, gi * GK / 4, GK / 4>(tile[r] + b * blk_bytes, xb);
+                    finish(r, gi % 2, c, gs, gz, xs, _mm512_cvtepi32_ps(isum), bsum[r]);
+                });
+            });
+            const __m512 xd = _mm512_set1_ps(x.d[b]);
+            for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(bsum[r], xd, acc[r]);
+        }
+    } else {
+        const uint64_t per_group = k.w.p.group / 32;
+        for (uint64_t c = 0; c < k.groups; ++c) {
+            __m512 g[R];
+            for (int r = 0; r < R; ++r) g[r] = _mm512_setzero_ps();
+            for (uint64_t b = c * per_group; b < (c + 1) * per_group; ++b) {
+                prefetch(b);
+                const __m512 xd = _mm512_set1_ps(x.d[b]);
+                static_for<R>([&](auto ri) LB_LAMBDA_INLINE {
+                    constexpr int r = decltype(ri)::value;
+                    const __m512i isum = tile_isum<BITS, 0, 8>(tile[r] + b * blk_bytes, x.q + 32 * b);
+                    g[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), xd, g[r]);
+                });
+            }
+            const TileField::Group gs = k.S.group(c), gz = k.Z.group(c);
+            const __m512 xs = _mm512_set1_ps(xsum[c]);
+            static_for<R>([&](auto ri) LB_LAMBDA_INLINE {
+                constexpr int r = decltype(ri)::value;
+                finish(r, 0, c, gs, gz, xs, g[r], acc[r]);
+            });
+        }
+    }
+    for (int r = 0; r < R; ++r) {
+        const __m512 y = _mm512_add_ps(acc[r], _mm512_add_ps(accm[r][0], accm[r][1]));
+        _mm512_storeu_ps(a.y + j * k.w.n + (t + uint64_t(r)) * kTileRows, y);
+    }
+}
 
 // GK: the group (8 or 16), or 32 for any multiple of 32
 template <int BITS, int GK>
 void rg_tiles_avx512(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) {
     const WeightView& w = *a.w;
-    const TiledLayout lay = tiled_layout(w);
     const uint64_t groups = w.k / w.p.group;
-    const bool code_zero = w.p.zmode == ZeroMode::code;
-    constexpr uint64_t blk_bytes = 64 * BITS;  // codes of 32 inputs of 16 rows
-    TileField S(w, false, scratch), Z(w, true, scratch + 18 * groups);
-    // Software prefetch, kPrefetchAhead bytes ahead of the tile being read, spread over its
-    // blocks (pf_step bytes per block, at least the tile's bytes per block): the hardware
-    // prefetchers alone left a DRAM-resident GEMV at about half the read bandwidth.
-    const uint64_t nblk = (w.k + 31) / 32;
-    const uint64_t pf_step = (lay.tile_bytes / nblk + 64) & ~uint64_t(63);
-    const uint8_t* pf = w.tiles + t0 * lay.tile_bytes + kPrefetchAhead;
-    const uint8_t* const pf_end = w.tiles + t1 * lay.tile_bytes;
-    auto prefetch = [&] {
-        for (uint64_t i = 0; i < pf_step; i += 64)
-            if (pf + i < pf_end) _mm_prefetch(reinterpret_cast<const char*>(pf + i), _MM_HINT_T0);
-        pf += pf_step;
-    };
-    for (uint64_t t = t0; t < t1; ++t) {
-        const uint8_t* tile = w.tiles + t * lay.tile_bytes;
-        S.begin_tile(t, tile + lay.off_scales);
-        Z.begin_tile(t, tile + lay.off_zeros);
-        for (uint64_t j = 0; j < a.ncols; ++j) {
-            const QActRow x = act_row(const_cast<uint8_t*>(a.act + j * a.act_stride), w.k);
-            const float* xsum = a.xsum + j * a.xsum_stride;
-            __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-            __m512 accm[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-            // one group: its sum (times xd, or xd still to come) times s goes to acc[slot] (or
-            // into a block sum), its zero term to accm
-            auto finish = [&](__m512& into, uint64_t c, __m512 sum) {
-                const __m512 s = S.get(c), z = Z.get(c);
-                into = _mm512_fmadd_ps(sum, s, into);
-                __m512& m = accm[c % 2];
-                m = _mm512_fnmadd_ps(code_zero ? _mm512_mul_ps(z, s) : z, _mm512_set1_ps(xsum[c]), m);
-            };
-            if constexpr (GK < 32) {
-                // groups inside one activation block: sum_g s_g isum_g, then times the block's xd
-                constexpr int per_blk = 32 / GK;
-                for (uint64_t b = 0; b < nblk; ++b) {
-                    if (j == 0) prefetch();
-                    const uint8_t* blk = tile + b * blk_bytes;
-                    const int8_t* xb = x.q + 32 * b;
-                    __m512 bsum = _mm512_setzero_ps();
-                    static_for<per_blk>([&](auto i) {
-                        constexpr int gi = decltype(i)::value;
-                        const uint64_t c = b * per_blk + gi;
-                        if (c >= groups) return;  // last block of a row with k % 32 != 0
-                        const __m512i isum = tile_isum<BITS, gi * GK / 4, GK / 4>(blk, xb);
-                        finish(bsum, c, _mm512_cvtepi32_ps(isum));
-                    });
-                    acc[b % 2] = _mm512_fmadd_ps(bsum, _mm512_set1_ps(x.d[b]), acc[b % 2]);
-                }
-            } else {
-                const uint64_t per_group = w.p.group / 32;
-                for (uint64_t c = 0; c < groups; ++c) {
-                    __m512 g = _mm512_setzero_ps();
-                    for (uint64_t b = c * per_group; b < (c + 1) * per_group; ++b) {
-                        if (j == 0) prefetch();
-                        const __m512i isum = tile_isum<BITS, 0, 8>(tile + b * blk_bytes, x.q + 32 * b);
-                        g = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(x.d[b]), g);
-                    }
-                    finish(acc[c % 2], c, g);
-                }
-            }
-            const __m512 y = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(accm[0], accm[1]));
-            _mm512_storeu_ps(a.y + j * w.n + t * kTileRows, y);
+    const TiledLayout lay = tiled_layout(w);
+    TileCall k{a,
+               w,
+               lay,
+               groups,
+               (w.k + 31) / 32,
+               TileField(w, false, scratch),
+               TileField(w, true, scratch + 18 * groups),
+               w.tiles + t1 * lay.tile_bytes};
+    if (a.ncols > 1) {
+        // GEMM: one tile at a time, all columns; the lookup vectors are built once per row block
+        for (uint64_t t = t0; t < t1; ++t) {
+            k.S.begin_block(t, true);
+            k.Z.begin_block(t, true);
+            for (uint64_t j = 0; j < a.ncols; ++j) tile_run<BITS, GK, 1>(k, t, j);
         }
+        return;
+    }
+    // GEMV: up to 4 tiles of one row block at a time, sharing the group's decoded table entry
+    for (uint64_t t = t0; t < t1;) {
+        uint64_t run = std::min<uint64_t>(4, t1 - t);
+        while (run > 1 && (k.S.block_of(t + run - 1) != k.S.block_of(t) || k.Z.block_of(t + run - 1) != k.Z.block_of(t)))
+            --run;
+        k.S.begin_block(t, false);
+        k.Z.begin_block(t, false);
+        if (run == 4) {
+            tile_run<BITS, GK, 4>(k, t, 0);
+        } else if (run >= 2) {
+            tile_run<BITS, GK, 2>(k, t, 0);
+            run = 2;
+        } else {
+            tile_run<BITS, GK, 1>(k, t, 0);
+        }
+        t += run;
     }
 }
 
