@@ -23,8 +23,8 @@ struct WeightView {
     uint64_t n = 0, k = 0;  // rows (outputs), cols (inputs)
     Layout lay;
     const uint8_t* data = nullptr;
-    // rg only, optional: the same weight in the row-tiled layout of backends/cpu/tiled.h (its
-    // first n / 16 * 16 rows), used by the kernel tables that have rg_tiles
+    // rg and sign, optional: the same weight in the row-tiled layout of backends/cpu/tiled.h (its
+    // first n / 16 * 16 rows), used by the kernel tables that have `tiles`
     const uint8_t* tiles = nullptr;
 
     const uint8_t* codes(uint64_t row) const { return data + lay.off_codes + row * lay.code_row_bytes; }
@@ -115,9 +115,10 @@ uint64_t act_row_bytes(uint64_t k);       // bytes of one row
 QActRow act_row(void* base, uint64_t k);  // views into a buffer of act_row_bytes(k)
 
 // ---- CPU kernel primitives -------------------------------------------------------------------
-// One call of a tiled rg kernel: w (with w->tiles set), ncols activation columns, each a q8 row
-// (act_row layout) at act + j * act_stride with its group sums xsum + j * xsum_stride
-// (xsum[c] = sum of s8 over group c's units), results y[j * n + row].
+// One call of a tiled kernel: w (rg or sign, with w->tiles set), ncols activation columns, each a
+// q8 row (act_row layout) at act + j * act_stride with its sums xsum + j * xsum_stride (rg:
+// xsum[c] = sum of s8 over group c's units; sign: xsum[0] = sum of all s8), results
+// y[j * n + row].
 struct TiledArgs {
     const WeightView* w;
     uint64_t ncols;
@@ -146,10 +147,10 @@ struct CpuKernels {
     // sum of x[i] over the set bits of a 1-bit code row (bit i % 8 of byte i / 8), n a multiple
     // of 32: the float path of 1-bit a0 and sign weights (no activation quantization)
     float (*sum_bits)(const uint8_t* bits, const float* x, uint64_t n);
-    // rg weights in the tiled layout (backends/cpu/tiled.h): rows of tiles [t0, t1) for every
+    // rg and sign weights in the tiled layout (backends/cpu/tiled.h): rows of tiles [t0, t1) for every
     // column; scratch holds tiled_scratch_floats(*a.w) floats. nullptr where an ISA has no tiled kernel
     // (the driver then runs dot[] on the row layout).
-    void (*rg_tiles)(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) = nullptr;
+    void (*tiles)(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) = nullptr;
 };
 
 

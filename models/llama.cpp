@@ -56,9 +56,9 @@ LlamaModel::~LlamaModel() = default;
 
 void LlamaModel::prepare_cpu_tiles() const {
     std::call_once(tiles_once_, [this] {
-        if (!kernels_best().rg_tiles) return;
+        if (!kernels_best().tiles) return;
         auto add = [this](const LlamaLinear& l) {
-            if (l.w.type != Type::rg || cpu_tiles(l.w)) return;
+            if ((l.w.type != Type::rg && l.w.type != Type::sign) || cpu_tiles(l.w)) return;
             TiledWeight t = make_tiled(l.w.weight_view());
             if (t.nbytes) tiles_.emplace_back(l.w.data, std::move(t));
         };

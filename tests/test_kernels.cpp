@@ -54,7 +54,7 @@ TEST_CASE("every kernel table is complete and no entry is the reference") {
             if (t != &ref) CHECK_MESSAGE(bool(t->dot[b] != ref.dot[b]), "falls back");  // no silent fallback
         }
         // tiled rg kernels: AVX-512 with GFNI has one (a CPU without GFNI keeps the row layout)
-        if (std::strcmp(t->isa, "avx512") == 0) CHECK(bool(t->rg_tiles) == cpu_has_gfni());
+        if (std::strcmp(t->isa, "avx512") == 0) CHECK(bool(t->tiles) == cpu_has_gfni());
         if (t != &ref) {
             CHECK_MESSAGE(bool(t->quantize_act != ref.quantize_act), "falls back");
             CHECK_MESSAGE(bool(t->dot_f32 != ref.dot_f32), "falls back");
@@ -328,7 +328,7 @@ TEST_CASE("the tiled layout holds every code and meta field of the rows it tiles
     int tiled_presets = 0;
     for (size_t pi = 0; pi < np; ++pi) {
         const Preset& pr = presets[pi];
-        if (pr.type != Type::rg) continue;
+        if (pr.type != Type::rg && pr.type != Type::sign) continue;
         for (auto [n0, k] : shapes_for(pr)) {
             const uint64_t n = 16 * ((n0 + 15) / 16) + 7;  // whole tiles and 7 untiled rows
             QParams p;
@@ -350,7 +350,7 @@ TEST_CASE("the tiled layout holds every code and meta field of the rows it tiles
                 unpack_codes_ref(w.codes(row), p.bits, w.lay.kp, q.data());
                 for (uint64_t i = 0; i < w.lay.kp; ++i) codes_ok &= tiled_code(w, t.data.get(), row, i) == q[i];
                 const MetaRow m = meta_row_of(w, row);
-                for (uint64_t c = 0; c < k / p.group; ++c) {
+                for (uint64_t c = 0; c < tiled_groups(w); ++c) {
                     auto field = [&](const uint8_t* r, uint32_t f) -> uint32_t {
                         return f == 0 ? 0 : f == 16 ? uint32_t(r[2 * c] | r[2 * c + 1] << 8) : meta_code(r, f, c);
                     };
@@ -392,7 +392,7 @@ static double tiled_error(const CpuKernels& kern, WeightView w, uint64_t ncols) 
 
 TEST_CASE("tiled rg kernels equal the q8 reference for every field width and tile-uniform map kind") {
     for (const CpuKernels* kern : kernels_available()) {
-        if (!kern->rg_tiles) continue;
+        if (!kern->tiles) continue;
         int cases = 0;
         for (uint32_t sb : {0u, 4u, 8u, 16u})  // the scale widths rg allows
             for (uint32_t zb : {0u, 1u, 2u, 4u, 8u, 16u})
@@ -429,16 +429,16 @@ TEST_CASE("tiled rg kernels equal the q8 reference for every field width and til
     }
 }
 
-TEST_CASE("tiled rg kernels equal the q8 reference (whole tiles and untiled rows, GEMV and GEMM)") {
+TEST_CASE("tiled kernels equal the q8 reference for rg and sign presets (whole tiles and untiled rows, GEMV and GEMM)") {
     size_t np = 0;
     const Preset* presets = all_presets(&np);
     for (const CpuKernels* kern : kernels_available()) {
-        if (!kern->rg_tiles) continue;
+        if (!kern->tiles) continue;
         INFO("isa " << std::string(kern->isa));
         int cases = 0;
         for (size_t pi = 0; pi < np; ++pi) {
             const Preset& pr = presets[pi];
-            if (pr.type != Type::rg) continue;
+            if (pr.type != Type::rg && pr.type != Type::sign) continue;
             for (auto [n0, k] : shapes_for(pr)) {
                 for (uint64_t n : {uint64_t(16), 16 * ((n0 + 15) / 16) + 9}) {
                     QParams p;
@@ -464,7 +464,7 @@ TEST_CASE("tiled rg kernels equal the q8 reference (whole tiles and untiled rows
 
 TEST_CASE("a tiled matmul on a thread pool allocates nothing") {
     for (const CpuKernels* kern : kernels_available()) {
-        if (!kern->rg_tiles) continue;
+        if (!kern->tiles) continue;
         const uint64_t n = 16 * 5 + 3, k = 256;
         const QParams p = preset_params(*find_preset("q2_g8"), n, k);
         const std::vector<uint8_t> blob = random_weight(Type::rg, p, n, k, 5);

@@ -332,7 +332,7 @@ int bench_kernels(int argc, char** argv) {
             // tiled weights: copies of the tiles, all over the one row-layout blob (which the
             // kernels read for the tables and the untiled rows only)
             const WeightView base_view = make_view(pr.type, p, n, k, base.data());
-            const bool tiled = !o.rows && kern.rg_tiles && tiled_supported(base_view);
+            const bool tiled = !o.rows && kern.tiles && tiled_supported(base_view);
             std::vector<std::vector<uint8_t>> blobs(tiled ? 0 : copies);
             for (auto& b : blobs) b = base;
             std::vector<TiledWeight> tiles;

@@ -19,7 +19,7 @@ const CpuKernels& kernels_neon();
 
 // x86: the CPU has GFNI (CPUID.7.0:ECX bit 8)
 bool cpu_has_gfni();
-// the avx512 table's tiled rg kernel (tiles_avx512_gfni.cpp: AVX-512 + GFNI)
-void rg_tiles_avx512(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch);
+// the avx512 table's kernel of tiled weights (tiles_avx512_gfni.cpp: AVX-512 + GFNI)
+void tiles_avx512(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch);
 
 }  // namespace lb

@@ -376,7 +376,7 @@ const CpuKernels& kernels_avx512() {
         CpuKernels t =
             make_kernels("avx512", quantize_act_avx512, dot_avx512<1>, dot_avx512<2>, dot_avx512<3>, dot_avx512<4>,
                          dot_avx512<8>, dot_f32_avx512, decode_meta_avx512, cvt_f16_avx512, sum_bits_avx512);
-        t.rg_tiles = cpu_has_gfni() ? rg_tiles_avx512 : nullptr;  // tiles_avx512_gfni.cpp
+        t.tiles = cpu_has_gfni() ? tiles_avx512 : nullptr;  // tiles_avx512_gfni.cpp
         return t;
     }();
     return k;

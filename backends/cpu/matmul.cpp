@@ -30,7 +30,8 @@ static void prefetch_bytes(const uint8_t* p, uint64_t n) {
     for (uint64_t i = 0; i < n; i += 64) __builtin_prefetch(p + i);
 }
 
-static uint64_t ngroups(const WeightView& w) { return w.type == Type::rg ? w.k / w.p.group : 0; }
+// activation sums kept per column: rg: one per group; sign: one, the sum of the whole row
+static uint64_t ngroups(const WeightView& w) { return w.type == Type::rg ? w.k / w.p.group : w.type == Type::sign; }
 
 uint64_t Matmul::shared_bytes(const WeightView& w, uint64_t ncols) {
     if (traits(w.type).kind != Kind::quant || w.type == Type::a0) return 0;
@@ -39,7 +40,7 @@ uint64_t Matmul::shared_bytes(const WeightView& w, uint64_t ncols) {
 
 // rg weights with a tiled copy: the kernel table runs tiles of 16 rows (backends/cpu/tiled.h);
 // the rows after the last whole tile go through the row kernels
-static bool use_tiles(const WeightView& w, const CpuKernels& kern) { return w.tiles && kern.rg_tiles; }
+static bool use_tiles(const WeightView& w, const CpuKernels& kern) { return w.tiles && kern.tiles; }
 
 uint64_t Matmul::thread_bytes(const WeightView& w) {
     const uint64_t kp = act_kp(w.k);
@@ -60,7 +61,7 @@ uint64_t Matmul::units() const {
     return w->type == Type::a0 ? w->n / w->p.group : w->n;
 }
 
-// shared buffer: per column an activation row, then per column the group sums (rg)
+// shared buffer: per column an activation row, then per column its sums (see ngroups)
 static uint8_t* act_base(const Matmul& mm, uint64_t j) { return mm.shared + j * align64(act_row_bytes(mm.w->k)); }
 static float* xsum_base(const Matmul& mm, uint64_t j) {
     return reinterpret_cast<float*>(mm.shared + mm.ncols * align64(act_row_bytes(mm.w->k)) +
@@ -84,6 +85,9 @@ void Matmul::prepare(uint64_t part, uint64_t nparts) const {
                 QActRow sub{a.q + b, a.d + b / 32, a.s8 + b / 8};
                 kern->quantize_act(tmp, len, sub);
             }
+            float total = 0;
+            for (uint64_t u = 0; u < act_kp(k) / 8; ++u) total += a.s8[u];
+            xsum_base(*this, j)[0] = total;
             continue;
         }
         kern->quantize_act(xj, k, a);
@@ -101,17 +105,17 @@ void Matmul::prepare(uint64_t part, uint64_t nparts) const {
 void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
     const uint64_t k = w->k, n = w->n, kp = act_kp(k);
     const QParams& p = w->p;
+    if (use_tiles(*w, *kern)) {
+        const uint64_t ntiles = n / kTileRows;
+        const TiledArgs args{w, ncols, act_base(*this, 0), align64(act_row_bytes(k)), xsum_base(*this, 0),
+                             align64(4 * ngroups(*w)) / 4, y};
+        if (ub < ntiles) kern->tiles(args, ub, std::min(ue, ntiles), reinterpret_cast<float*>(ts));
+        if (ue <= ntiles) return;
+        ub = ntiles * kTileRows;  // the untiled rows, through the row kernels below
+        ue = n;
+    }
     switch (w->type) {
         case Type::rg: {
-            if (use_tiles(*w, *kern)) {
-                const uint64_t ntiles = n / kTileRows;
-                const TiledArgs args{w, ncols, act_base(*this, 0), align64(act_row_bytes(k)), xsum_base(*this, 0),
-                                     align64(4 * ngroups(*w)) / 4, y};
-                if (ub < ntiles) kern->rg_tiles(args, ub, std::min(ue, ntiles), reinterpret_cast<float*>(ts));
-                if (ue <= ntiles) break;
-                ub = ntiles * kTileRows;  // the untiled rows
-                ue = n;
-            }
             // GEMM: tiles of kRowTile rows x kColTile columns, so that the tile's activations stay
             // in L2 and each row's meta is decoded once; GEMV: the same with one column
             const uint64_t G = ngroups(*w), sg = kp / 8;  // scale slots per row (>= ceil(kp / g))
@@ -181,8 +185,7 @@ void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
                 const uint64_t o1 = std::min(ue, o0 + kSignRowTile);
                 for (uint64_t j = 0; j < ncols; ++j) {
                     QActRow a = act_row(act_base(*this, j), k);
-                    float total = 0;
-                    for (uint64_t u = 0; u < kp / 8; ++u) total += a.s8[u];
+                    const float total = xsum_base(*this, j)[0];
                     for (uint64_t o = o0; o < o1; ++o) {
                         if (j == 0 && o + 8 < ue) prefetch_bytes(w->codes(o + 8), w->lay.code_row_bytes);
                         y[j * n + o] = h[o] * (total - 2.0f * dot(w->codes(o), w->lay.kp, a.q, a.d, nullptr, 0));

@@ -9,7 +9,7 @@
 //                           for a0 weights where one unit = one row class (the `group` rows
 //                           that share a scaled activation), and for rg weights with a tiled
 //                           copy (WeightView::tiles, backends/cpu/tiled.h) run by a kernel table
-//                           with rg_tiles, where one unit = one tile of 16 rows (the last unit:
+//                           with `tiles`, where one unit = one tile of 16 rows (the last unit:
 //                           the untiled rows, through the row kernels)
 // Scratch sizes are known before the call (shared_bytes, thread_bytes).
 #pragma once

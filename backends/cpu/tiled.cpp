@@ -27,7 +27,9 @@ static bool field_ok(uint32_t fbits, const MetaMap& m, uint64_t n) {
 }
 
 bool tiled_supported(const WeightView& w) {
-    if (w.type != Type::rg || w.n < kTileRows) return false;
+    if (w.n < kTileRows) return false;
+    if (w.type == Type::sign) return true;  // 1-bit codes, no meta fields
+    if (w.type != Type::rg) return false;
     const QParams& p = w.p;
     if (!code_field_ok(p.bits)) return false;
     if (!(p.group == 8 || p.group == 16 || p.group % 32 == 0)) return false;
@@ -45,7 +47,7 @@ static uint64_t field_bytes(uint32_t fbits, uint64_t groups) {
 TiledLayout tiled_layout(const WeightView& w) {
     LB_CHECK(tiled_supported(w), "tiled layout: %s %llux%llu cannot be tiled", describe(w.type, w.p).c_str(),
              (unsigned long long)w.n, (unsigned long long)w.k);
-    const uint64_t groups = w.k / w.p.group;
+    const uint64_t groups = tiled_groups(w);
     TiledLayout t;
     t.ntiles = w.n / kTileRows;
     t.code_bytes = w.lay.kp / (32 / w.p.bits) * 64;
@@ -87,7 +89,7 @@ static uint32_t row_field(const WeightView& w, bool zero, uint64_t row, uint64_t
 void tile_weight(const WeightView& w, uint8_t* out) {
     const TiledLayout t = tiled_layout(w);
     const QParams& p = w.p;
-    const uint64_t groups = w.k / p.group, kp = w.lay.kp;
+    const uint64_t groups = tiled_groups(w), kp = w.lay.kp;
     std::memset(out, 0, t.nbytes);
     std::vector<uint8_t> q(kp);
     for (uint64_t row = 0; row < t.ntiles * kTileRows; ++row) {
@@ -141,7 +143,9 @@ uint32_t tiled_field(const WeightView& w, const uint8_t* tiles, bool zero, uint6
     return (plane[byte] >> shift) & ((1u << f) - 1u);
 }
 
-uint64_t tiled_scratch_floats(const WeightView& w) { return 2 * 18 * (w.k / w.p.group); }
+uint64_t tiled_scratch_floats(const WeightView& w) { return 2 * 18 * tiled_groups(w); }
+
+uint64_t tiled_groups(const WeightView& w) { return w.type == Type::rg ? w.k / w.p.group : 0; }
 
 void TiledWeight::Free::operator()(uint8_t* p) const { std::free(p); }
 

@@ -1,5 +1,5 @@
-// tiled.h: the row-tiled runtime layout of rg weights, for the CPU kernels that have one
-// (CpuKernels::rg_tiles). It is made from the file layout at load time and never stored.
+// tiled.h: the row-tiled runtime layout of rg and sign weights, for the CPU kernels that have one
+// (CpuKernels::tiles). It is made from the file layout at load time and never stored.
 //
 // Why: in the row layout of formats/blocktypes.md a kernel computes one row at a time: each step
 // of 64 inputs ends in 16 int32 lanes of that row that must be scaled per activation block and
@@ -41,9 +41,10 @@ struct TiledLayout {
     uint64_t nbytes = 0;  // ntiles * tile_bytes
 };
 
-// True when w (an rg weight) can be tiled: at least one tile, code bits 1/2/4/8, group 8, 16 or a
-// multiple of 32, and each meta field raw f16, absent, or a 1/2/4/8-bit code whose table entry
-// is the same for the 16 rows of every tile (rstride 0, rdiv >= n, or rdiv a multiple of 16).
+// True when w can be tiled: at least one tile, and either a sign weight (1-bit codes; the
+// vectors stay in the blob) or an rg weight with code bits 1/2/4/8, group 8, 16 or a multiple
+// of 32, and each meta field raw f16, absent, or a 1/2/4/8-bit code whose table entry is the
+// same for the 16 rows of every tile (rstride 0, rdiv >= n, or rdiv a multiple of 16).
 bool tiled_supported(const WeightView& w);
 TiledLayout tiled_layout(const WeightView& w);
 
@@ -55,7 +56,10 @@ void tile_weight(const WeightView& w, uint8_t* out);
 uint32_t tiled_code(const WeightView& w, const uint8_t* tiles, uint64_t row, uint64_t i);
 uint32_t tiled_field(const WeightView& w, const uint8_t* tiles, bool zero, uint64_t row, uint64_t group);
 
-// Floats of scratch a CpuKernels::rg_tiles call needs: per meta field and group, the table entry
+// meta groups per row: k / group (rg), 0 (sign)
+uint64_t tiled_groups(const WeightView& w);
+
+// Floats of scratch a CpuKernels::tiles call needs: per meta field and group, the table entry
 // (2 floats) and 16 lookup values.
 uint64_t tiled_scratch_floats(const WeightView& w);
 

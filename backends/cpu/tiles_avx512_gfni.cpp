@@ -1,5 +1,5 @@
 // tiles_avx512_gfni.cpp: the AVX-512 kernel of rg weights in the row-tiled layout
-// (backends/cpu/tiled.h), CpuKernels::rg_tiles of the avx512 table. Compiled with GFNI as well
+// (backends/cpu/tiled.h), CpuKernels::tiles of the avx512 table. Compiled with GFNI as well
 // (one vgf2p8affineqb moves a code field of every byte to its low bits); the avx512 table uses
 // it only on CPUs with GFNI (dispatch.cpp), the others keep the row layout.
 // Checked against the scalar q8 reference by tests/test_kernels.cpp.
@@ -189,6 +189,27 @@ inline __m512i tile_isum(const uint8_t* blk, const int8_t* xb) {
     return NQ > 1 ? _mm512_add_epi32(a, b) : a;
 }
 
+// Prefetches the R tiles after a run's R tiles into L2 while the run reads its own, spread over
+// its nblk blocks, during column 0 (the one that reads the tiles first): the hardware prefetchers
+// alone left a DRAM-resident GEMV at about half the read bandwidth.
+class RunPrefetch {
+ public:
+    RunPrefetch(const uint8_t* next, uint64_t bytes, uint64_t nblk, const uint8_t* end, bool on)
+        : next_(next), step_((bytes / nblk + 127) & ~uint64_t(63)), end_(end), on_(on) {}
+    LB_INLINE void at(uint64_t b) const {
+        if (!on_) return;
+        const uint8_t* p = next_ + b * step_;
+        for (uint64_t i = 0; i < step_ && p + i < end_; i += 64)
+            _mm_prefetch(reinterpret_cast<const char*>(p + i), _MM_HINT_T1);
+    }
+
+ private:
+    const uint8_t* next_;
+    uint64_t step_;
+    const uint8_t* end_;
+    bool on_;
+};
+
 // One call's shared state: the weight, its layout, the two meta fields.
 struct TileCall {
     const TiledArgs& a;
@@ -200,9 +221,7 @@ struct TileCall {
 };
 
 // Rows of the R consecutive tiles [t, t + R) (one row block: they share table entries and
-// lookup vectors) for column j, into y. The tiles of the next R are prefetched into L2 during
-// column 0, spread over the blocks: the hardware prefetchers alone left a DRAM-resident GEMV at
-// about half the read bandwidth.
+// lookup vectors) for column j, into y.
 template <int BITS, int GK, int R>
 void tile_run(TileCall& k, uint64_t t, uint64_t j) {
     constexpr uint64_t blk_bytes = 64 * BITS;  // codes of 32 inputs of 16 rows
@@ -213,14 +232,7 @@ void tile_run(TileCall& k, uint64_t t, uint64_t j) {
     const float* xsum = a.xsum + j * a.xsum_stride;
     const uint8_t* tile[R];
     for (int r = 0; r < R; ++r) tile[r] = k.w.tiles + (t + uint64_t(r)) * lay.tile_bytes;
-    const uint64_t pf_step = (R * lay.tile_bytes / k.nblk + 127) & ~uint64_t(63);
-    const uint8_t* pf = tile[0] + R * lay.tile_bytes;
-    auto prefetch = [&](uint64_t b) LB_LAMBDA_INLINE {
-        if (j != 0) return;
-        const uint8_t* p = pf + b * pf_step;
-        for (uint64_t i = 0; i < pf_step && p + i < k.pf_end; i += 64)
-            _mm_prefetch(reinterpret_cast<const char*>(p + i), _MM_HINT_T1);
-    };
+    const RunPrefetch pf(tile[0] + R * lay.tile_bytes, R * lay.tile_bytes, k.nblk, k.pf_end, j == 0);
     __m512 acc[R], accm[R][2];
     for (int r = 0; r < R; ++r) acc[r] = accm[r][0] = accm[r][1] = _mm512_setzero_ps();
     // group c of tile r: its sum (int32 lanes as floats, times xd or not yet) times s goes into
@@ -236,7 +248,7 @@ void tile_run(TileCall& k, uint64_t t, uint64_t j) {
         // groups inside one activation block: sum_g s_g isum_g, then times the block's xd
         constexpr int per_blk = 32 / GK;
         for (uint64_t b = 0; b < k.nblk; ++b) {
-            prefetch(b);
+            pf.at(b);
             const int8_t* xb = x.q + 32 * b;
             __m512 bsum[R];
             for (int r = 0; r < R; ++r) bsum[r] = _mm512_setzero_ps();
@@ -261,7 +273,7 @@ void tile_run(TileCall& k, uint64_t t, uint64_t j) {
             __m512 g[R];
             for (int r = 0; r < R; ++r) g[r] = _mm512_setzero_ps();
             for (uint64_t b = c * per_group; b < (c + 1) * per_group; ++b) {
-                prefetch(b);
+                pf.at(b);
                 const __m512 xd = _mm512_set1_ps(x.d[b]);
                 static_for<R>([&](auto ri) LB_LAMBDA_INLINE {
                     constexpr int r = decltype(ri)::value;
@@ -346,9 +358,63 @@ void rg_tiles_dispatch(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scra
     }
 }
 
+// ---- sign weights: y = h * (total - 2 * sum over the set bits of xq * xd) ------------------
+// (matmul.cpp's row form; total = sum of all s8, from the driver)
+
+template <int R>
+void sign_run(const TiledArgs& a, const TiledLayout& lay, const uint8_t* pf_end, uint64_t t, uint64_t j) {
+    const WeightView& w = *a.w;
+    const uint64_t nblk = w.lay.kp / 32;  // 1-bit rows are padded to 32 with zero codes
+    const QActRow x = act_row(const_cast<uint8_t*>(a.act + j * a.act_stride), w.k);
+    const uint8_t* tile[R];
+    for (int r = 0; r < R; ++r) tile[r] = w.tiles + (t + uint64_t(r)) * lay.tile_bytes;
+    const RunPrefetch pf(tile[0] + R * lay.tile_bytes, R * lay.tile_bytes, nblk, pf_end, j == 0);
+    __m512 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+    for (uint64_t b = 0; b < nblk; ++b) {
+        pf.at(b);
+        const __m512 xd = _mm512_set1_ps(x.d[b]);
+        static_for<R>([&](auto ri) LB_LAMBDA_INLINE {
+            constexpr int r = decltype(ri)::value;
+            const __m512i isum = tile_isum<1, 0, 8>(tile[r] + b * 64, x.q + 32 * b);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), xd, acc[r]);
+        });
+    }
+    const float* h = reinterpret_cast<const float*>(w.data + w.lay.off_hvec);
+    const __m512 total = _mm512_set1_ps(a.xsum[j * a.xsum_stride]);
+    for (int r = 0; r < R; ++r) {
+        const uint64_t row = (t + uint64_t(r)) * kTileRows;
+        const __m512 y = _mm512_mul_ps(_mm512_loadu_ps(h + row), _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), acc[r], total));
+        _mm512_storeu_ps(a.y + j * w.n + row, y);
+    }
+}
+
+void sign_tiles(const TiledArgs& a, uint64_t t0, uint64_t t1) {
+    const TiledLayout lay = tiled_layout(*a.w);
+    const uint8_t* end = a.w->tiles + t1 * lay.tile_bytes;
+    if (a.ncols > 1) {
+        for (uint64_t t = t0; t < t1; ++t)
+            for (uint64_t j = 0; j < a.ncols; ++j) sign_run<1>(a, lay, end, t, j);
+        return;
+    }
+    for (uint64_t t = t0; t < t1;) {  // GEMV: 4 tiles at a time share the activation loads
+        const uint64_t left = t1 - t;
+        if (left >= 4) {
+            sign_run<4>(a, lay, end, t, 0);
+            t += 4;
+        } else if (left >= 2) {
+            sign_run<2>(a, lay, end, t, 0);
+            t += 2;
+        } else {
+            sign_run<1>(a, lay, end, t++, 0);
+        }
+    }
+}
+
 }  // namespace
 
-void rg_tiles_avx512(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) {
+void tiles_avx512(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) {
+    if (a.w->type == Type::sign) return sign_tiles(a, t0, t1);
     rg_tiles_dispatch(a, t0, t1, scratch);
 }
 
