@@ -8,6 +8,7 @@
 #include "backends/cpu/matmul.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <vector>
 
@@ -38,6 +39,32 @@ uint64_t Matmul::shared_bytes(const WeightView& w, uint64_t ncols) {
     return ncols * align64(act_row_bytes(w.k)) + ncols * align64(4 * ngroups(w));
 }
 
+// Quantized activations: per column an activation row (act_row layout) and its sums (see
+// ngroups). In the shared buffer: all rows, then all sums. A GEMV of an rg or sign weight keeps
+// them in each thread's scratch instead: every thread quantizes the one column itself, the first
+// time it runs a range of the call, so the call needs no pass over the pool before the rows.
+struct ActRows {
+    uint8_t* act;
+    float* sums;
+    uint64_t act_stride, sums_stride;  // bytes, floats
+    uint8_t* row(uint64_t j) const { return act + j * act_stride; }
+    float* sum(uint64_t j) const { return sums + j * sums_stride; }
+};
+
+static bool private_act(const WeightView& w, uint64_t ncols) {
+    return ncols == 1 && (w.type == Type::rg || w.type == Type::sign);
+}
+// thread scratch of a private activation: a tag (the call that quantized it), the row, the sums
+static uint64_t private_bytes(const WeightView& w) {
+    return w.type == Type::rg || w.type == Type::sign ? 64 + align64(act_row_bytes(w.k)) + align64(4 * ngroups(w))
+                                                       : 0;
+}
+
+static ActRows shared_rows(const Matmul& mm) {
+    const uint64_t ab = align64(act_row_bytes(mm.w->k));
+    return ActRows{mm.shared, reinterpret_cast<float*>(mm.shared + mm.ncols * ab), ab, align64(4 * ngroups(*mm.w)) / 4};
+}
+
 // rg weights with a tiled copy: the kernel table runs tiles of 16 rows (backends/cpu/tiled.h);
 // the rows after the last whole tile go through the row kernels
 static bool use_tiles(const WeightView& w, const CpuKernels& kern) { return w.tiles && kern.tiles; }
@@ -46,11 +73,11 @@ uint64_t Matmul::thread_bytes(const WeightView& w) {
     const uint64_t kp = act_kp(w.k);
     switch (w.type) {
         case Type::rg:
-            return std::max(2 * kRowTile * 4 * (kp / 8), w.tiles ? 4 * tiled_scratch_floats(w) : 0);
+            return private_bytes(w) + std::max(2 * kRowTile * 4 * (kp / 8), w.tiles ? 4 * tiled_scratch_floats(w) : 0);
         case Type::a0:
             return 2 * align64(4 * w.k) + 2 * align64(4 * kp) + align64(act_row_bytes(w.k));
         case Type::sign:
-            return 0;
+            return private_bytes(w);
         default:
             return kRowTile * 4 * w.k;
     }
@@ -61,54 +88,58 @@ uint64_t Matmul::units() const {
     return w->type == Type::a0 ? w->n / w->p.group : w->n;
 }
 
-// shared buffer: per column an activation row, then per column its sums (see ngroups)
-static uint8_t* act_base(const Matmul& mm, uint64_t j) { return mm.shared + j * align64(act_row_bytes(mm.w->k)); }
-static float* xsum_base(const Matmul& mm, uint64_t j) {
-    return reinterpret_cast<float*>(mm.shared + mm.ncols * align64(act_row_bytes(mm.w->k)) +
-                                    j * align64(4 * ngroups(*mm.w)));
-}
-
 void Matmul::prepare(uint64_t part, uint64_t nparts) const {
     if (traits(w->type).kind != Kind::quant || w->type == Type::a0) return;
+    const ActRows av = shared_rows(*this);
+    for (uint64_t j = part; j < ncols; j += nparts) quantize_column(j, av.row(j), av.sum(j));
+}
+
+void Matmul::quantize_column(uint64_t j, uint8_t* act, float* sums) const {
     const uint64_t k = w->k;
-    for (uint64_t j = part; j < ncols; j += nparts) {
-        const float* xj = x + j * k;
-        QActRow a = act_row(act_base(*this, j), k);
-        if (w->type == Type::sign) {
-            // xg = g * x, quantized; the g vector is f32 in the weight blob
-            const float* g = reinterpret_cast<const float*>(w->data + w->lay.off_gvec);
-            float tmp[256];
-            // quantize block-wise through a small stack buffer: no allocation on the hot path
-            for (uint64_t b = 0; b < k; b += 256) {
-                const uint64_t len = k - b < 256 ? k - b : 256;
-                for (uint64_t i = 0; i < len; ++i) tmp[i] = g[b + i] * xj[b + i];
-                QActRow sub{a.q + b, a.d + b / 32, a.s8 + b / 8};
-                kern->quantize_act(tmp, len, sub);
-            }
-            float total = 0;
-            for (uint64_t u = 0; u < act_kp(k) / 8; ++u) total += a.s8[u];
-            xsum_base(*this, j)[0] = total;
-            continue;
+    const float* xj = x + j * k;
+    QActRow a = act_row(act, k);
+    if (w->type == Type::sign) {
+        // xg = g * x, quantized; the g vector is f32 in the weight blob
+        const float* g = reinterpret_cast<const float*>(w->data + w->lay.off_gvec);
+        float tmp[256];
+        // quantize block-wise through a small stack buffer: no allocation on the hot path
+        for (uint64_t b = 0; b < k; b += 256) {
+            const uint64_t len = k - b < 256 ? k - b : 256;
+            for (uint64_t i = 0; i < len; ++i) tmp[i] = g[b + i] * xj[b + i];
+            QActRow sub{a.q + b, a.d + b / 32, a.s8 + b / 8};
+            kern->quantize_act(tmp, len, sub);
         }
-        kern->quantize_act(xj, k, a);
-        // group sums of the quantized activations: xsum[g] = sum of s8 over the group's units
-        const uint64_t G = ngroups(*w), upg = w->p.group / 8;
-        float* xs = xsum_base(*this, j);
-        for (uint64_t gi = 0; gi < G; ++gi) {
-            float s = 0;
-            for (uint64_t u = gi * upg; u < (gi + 1) * upg; ++u) s += a.s8[u];
-            xs[gi] = s;
-        }
+        float total = 0;
+        for (uint64_t u = 0; u < act_kp(k) / 8; ++u) total += a.s8[u];
+        sums[0] = total;
+        return;
+    }
+    kern->quantize_act(xj, k, a);
+    // group sums of the quantized activations: sums[g] = sum of s8 over the group's units
+    const uint64_t G = ngroups(*w), upg = w->p.group / 8;
+    for (uint64_t gi = 0; gi < G; ++gi) {
+        float s = 0;
+        for (uint64_t u = gi * upg; u < (gi + 1) * upg; ++u) s += a.s8[u];
+        sums[gi] = s;
     }
 }
 
 void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
     const uint64_t k = w->k, n = w->n, kp = act_kp(k);
     const QParams& p = w->p;
+    ActRows av = shared_rows(*this);
+    if (private_act(*w, ncols)) {
+        uint64_t* tag = reinterpret_cast<uint64_t*>(ts);
+        av = ActRows{ts + 64, reinterpret_cast<float*>(ts + 64 + align64(act_row_bytes(k))), 0, 0};
+        if (*tag != call_id) {
+            quantize_column(0, av.act, av.sums);
+            *tag = call_id;
+        }
+        ts += private_bytes(*w);
+    }
     if (use_tiles(*w, *kern)) {
         const uint64_t ntiles = n / kTileRows;
-        const TiledArgs args{w, ncols, act_base(*this, 0), align64(act_row_bytes(k)), xsum_base(*this, 0),
-                             align64(4 * ngroups(*w)) / 4, y};
+        const TiledArgs args{w, ncols, av.act, av.act_stride, av.sums, av.sums_stride, y};
         if (ub < ntiles) kern->tiles(args, ub, std::min(ue, ntiles), reinterpret_cast<float*>(ts));
         if (ue <= ntiles) return;
         ub = ntiles * kTileRows;  // the untiled rows, through the row kernels below
@@ -136,9 +167,9 @@ void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
                         const float* so = s + (o - o0) * sg;
                         const float* mo = m + (o - o0) * sg;
                         for (uint64_t j = j0; j < j1; ++j) {
-                            QActRow a = act_row(act_base(*this, j), k);
+                            QActRow a = act_row(av.row(j), k);
                             y[j * n + o] = dot(w->codes(o), w->lay.kp, a.q, a.d, so, p.group) +
-                                           kern->dot_f32(mo, xsum_base(*this, j), G);
+                                           kern->dot_f32(mo, av.sum(j), G);
                         }
                     }
                 }
@@ -184,8 +215,8 @@ void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
             for (uint64_t o0 = ub; o0 < ue; o0 += kSignRowTile) {  // a tile of code rows stays in L1
                 const uint64_t o1 = std::min(ue, o0 + kSignRowTile);
                 for (uint64_t j = 0; j < ncols; ++j) {
-                    QActRow a = act_row(act_base(*this, j), k);
-                    const float total = xsum_base(*this, j)[0];
+                    QActRow a = act_row(av.row(j), k);
+                    const float total = av.sum(j)[0];
                     for (uint64_t o = o0; o < o1; ++o) {
                         if (j == 0 && o + 8 < ue) prefetch_bytes(w->codes(o + 8), w->lay.code_row_bytes);
                         y[j * n + o] = h[o] * (total - 2.0f * dot(w->codes(o), w->lay.kp, a.q, a.d, nullptr, 0));
@@ -248,8 +279,13 @@ void matmul(const WeightView& w, const CpuKernels& kern, const float* x, uint64_
     mm.ncols = ncols;
     mm.y = y;
     mm.shared = base;
+    static std::atomic<uint64_t> calls{0};
+    mm.call_id = calls.fetch_add(1, std::memory_order_relaxed) + 1;
     const uint64_t nt = uint64_t(pool.size());
-    if (mm.shared_bytes(w, ncols)) {
+    if (private_act(w, ncols)) {
+        // no thread has quantized this call's column yet (tags from earlier calls never match)
+        for (uint64_t th = 0; th < nt; ++th) *reinterpret_cast<uint64_t*>(per_thread + th * tb) = 0;
+    } else if (mm.shared_bytes(w, ncols)) {
         pool.parallel_for(nt, [&](uint64_t b, uint64_t e, int) {
             for (uint64_t part = b; part < e; ++part) mm.prepare(part, nt);
         });

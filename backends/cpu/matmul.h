@@ -26,12 +26,15 @@ struct Matmul {
     uint64_t ncols = 0;
     float* y = nullptr;         // [ncols][n]
     uint8_t* shared = nullptr;  // shared_bytes(): quantized activations and group sums
+    uint64_t call_id = 0;       // unique per matmul() call (GEMV: tags each thread's own activation)
 
     static uint64_t shared_bytes(const WeightView& w, uint64_t ncols);
     static uint64_t thread_bytes(const WeightView& w);
     uint64_t units() const;
 
     void prepare(uint64_t part, uint64_t nparts) const;
+    // column j of x -> its q8 row at act and its sums at sums
+    void quantize_column(uint64_t j, uint8_t* act, float* sums) const;
     void run(uint64_t unit_begin, uint64_t unit_end, uint8_t* thread_scratch) const;
 };
 
