@@ -227,13 +227,15 @@ void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
         }
         default: {
             // float weights: convert kRowTile rows to f32 once, then dot them with every column
+            // (GEMV: one row at a time, so that the converted row is still in L1 for its dot)
             float* rows = reinterpret_cast<float*>(ts);
-            for (uint64_t o0 = ub; o0 < ue; o0 += kRowTile) {
-                const uint64_t o1 = std::min(ue, o0 + kRowTile);
+            const uint64_t rt = ncols == 1 ? 1 : kRowTile;
+            for (uint64_t o0 = ub; o0 < ue; o0 += rt) {
+                const uint64_t o1 = std::min(ue, o0 + rt);
                 const float* wr[kRowTile];
                 for (uint64_t o = o0; o < o1; ++o) {
                     const uint64_t esize = w->type == Type::f32 ? 4 : 2;
-                    if (o + kRowTile < ue) prefetch_bytes(w->data + (o + kRowTile) * esize * k, esize * k);
+                    if (o + 4 < ue) prefetch_bytes(w->data + (o + 4) * esize * k, esize * k);
                     if (w->type == Type::f32) {
                         wr[o - o0] = reinterpret_cast<const float*>(w->data + o * 4 * k);
                         continue;

@@ -1,15 +1,9 @@
-// tiled.cpp: the row-tiled layout of rg weights (see tiled.h): eligibility, sizes, the tiling
+// tiled.cpp: the row-tiled layout of rg and sign weights (see tiled.h): eligibility, sizes, the tiling
 // and scalar readers. Portable scalar code; the kernels that read tiles are per ISA.
 #include "backends/cpu/tiled.h"
 
-#include <cstdlib>
 #include <cstring>
-#include <new>
 #include <vector>
-
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 #include "core/error.h"
 
@@ -147,28 +141,9 @@ uint64_t tiled_scratch_floats(const WeightView& w) { return 2 * 18 * tiled_group
 
 uint64_t tiled_groups(const WeightView& w) { return w.type == Type::rg ? w.k / w.p.group : 0; }
 
-void TiledWeight::Free::operator()(uint8_t* p) const { std::free(p); }
-
-TiledWeight make_tiled_storage(uint64_t nbytes) {
-    TiledWeight t;
-    // Large copies go on 2 MiB pages where the kernel allows it: a kernel streams its tiles from
-    // DRAM, and with 4 KiB pages the hardware prefetchers stop at every page boundary.
-    constexpr uint64_t huge = uint64_t(2) << 20;
-    const bool big = nbytes >= huge;
-    const uint64_t size = big ? (nbytes + huge - 1) / huge * huge : align64(nbytes);
-    void* p = std::aligned_alloc(big ? huge : 64, size);
-    if (!p) throw std::bad_alloc();
-#if defined(__linux__)
-    if (big) madvise(p, size, MADV_HUGEPAGE);  // advice only: failure leaves 4 KiB pages
-#endif
-    t.data.reset(static_cast<uint8_t*>(p));
-    t.nbytes = nbytes;
-    return t;
-}
-
 TiledWeight make_tiled(const WeightView& w) {
     if (!tiled_supported(w)) return TiledWeight{};
-    TiledWeight t = make_tiled_storage(tiled_layout(w).nbytes);
+    TiledWeight t = make_buffer(tiled_layout(w).nbytes);
     tile_weight(w, t.data.get());
     return t;
 }

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "core/buffer.h"
 #include "core/quant.h"
 
 namespace lb {
@@ -63,17 +64,9 @@ uint64_t tiled_groups(const WeightView& w);
 // (2 floats) and 16 lookup values.
 uint64_t tiled_scratch_floats(const WeightView& w);
 
-// An owned, 64-byte aligned tiled copy of a weight.
-struct TiledWeight {
-    struct Free {
-        void operator()(uint8_t* p) const;
-    };
-    std::unique_ptr<uint8_t, Free> data;
-    uint64_t nbytes = 0;
-};
+// An owned tiled copy of a weight (on 2 MiB pages where allowed, see core/buffer.h).
+using TiledWeight = Buffer;
 // The tiled copy of w, or an empty one when w cannot be tiled.
 TiledWeight make_tiled(const WeightView& w);
-// Uninitialized aligned storage of nbytes.
-TiledWeight make_tiled_storage(uint64_t nbytes);
 
 }  // namespace lb
