@@ -147,6 +147,9 @@ struct CpuKernels {
     // sum of x[i] over the set bits of a 1-bit code row (bit i % 8 of byte i / 8), n a multiple
     // of 32: the float path of 1-bit a0 and sign weights (no activation quantization)
     float (*sum_bits)(const uint8_t* bits, const float* x, uint64_t n);
+    // y = sum_i f16(w[i]) * x[i], n any: GEMV of f16 weights without a converted copy (the
+    // optimized ones prefetch 4 KiB ahead: a GEMV streams its rows from DRAM)
+    float (*dot_f16)(const uint16_t* w, const float* x, uint64_t n);
     // rg and sign weights in the tiled layout (backends/cpu/tiled.h): rows of tiles [t0, t1) for every
     // column; scratch holds tiled_scratch_floats(*a.w) floats. nullptr where an ISA has no tiled kernel
     // (the driver then runs dot[] on the row layout).
@@ -160,7 +163,8 @@ CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint
                         DotFn d3, DotFn d4, DotFn d8, float (*dot_f32)(const float*, const float*, uint64_t),
                         void (*decode_meta)(const WeightView&, uint64_t, float*, float*),
                         void (*cvt_f16)(const uint16_t*, float*, uint64_t),
-                        float (*sum_bits)(const uint8_t*, const float*, uint64_t));
+                        float (*sum_bits)(const uint8_t*, const float*, uint64_t),
+                        float (*dot_f16)(const uint16_t*, const float*, uint64_t));
 
 const CpuKernels& kernels_ref();
 

@@ -277,6 +277,12 @@ static float dot_f32_scalar(const float* a, const float* b, uint64_t n) {
     return acc;
 }
 
+static float dot_f16_scalar(const uint16_t* w, const float* x, uint64_t n) {
+    float acc = 0;
+    for (uint64_t i = 0; i < n; ++i) acc += f16_to_f32(w[i]) * x[i];
+    return acc;
+}
+
 static void cvt_f16_scalar(const uint16_t* src, float* dst, uint64_t n) {
     for (uint64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(src[i]);
 }
@@ -292,7 +298,8 @@ CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint
                         DotFn d3, DotFn d4, DotFn d8, float (*dot_f32)(const float*, const float*, uint64_t),
                         void (*decode_meta)(const WeightView&, uint64_t, float*, float*),
                         void (*cvt_f16)(const uint16_t*, float*, uint64_t),
-                        float (*sum_bits)(const uint8_t*, const float*, uint64_t)) {
+                        float (*sum_bits)(const uint8_t*, const float*, uint64_t),
+                        float (*dot_f16)(const uint16_t*, const float*, uint64_t)) {
     CpuKernels k{};
     k.isa = isa;
     k.quantize_act = quantize_act;
@@ -305,13 +312,14 @@ CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint
     k.decode_meta = decode_meta;
     k.cvt_f16 = cvt_f16;
     k.sum_bits = sum_bits;
+    k.dot_f16 = dot_f16;
     return k;
 }
 
 const CpuKernels& kernels_ref() {
     static const CpuKernels k =
         make_kernels("ref", quantize_act_scalar, dot_ref<1>, dot_ref<2>, dot_ref<3>, dot_ref<4>, dot_ref<8>,
-                     dot_f32_scalar, decode_meta_ref, cvt_f16_scalar, sum_bits_scalar);
+                     dot_f32_scalar, decode_meta_ref, cvt_f16_scalar, sum_bits_scalar, dot_f16_scalar);
     return k;
 }
 

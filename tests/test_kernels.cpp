@@ -49,6 +49,7 @@ TEST_CASE("every kernel table is complete and no entry is the reference") {
         REQUIRE(bool(t->decode_meta));
         REQUIRE(bool(t->cvt_f16));
         REQUIRE(bool(t->sum_bits));
+        REQUIRE(bool(t->dot_f16));
         for (int b : kBits) {
             REQUIRE(bool(t->dot[b]));
             if (t != &ref) CHECK_MESSAGE(bool(t->dot[b] != ref.dot[b]), "falls back");  // no silent fallback
@@ -61,6 +62,7 @@ TEST_CASE("every kernel table is complete and no entry is the reference") {
             CHECK_MESSAGE(bool(t->decode_meta != ref.decode_meta), "falls back");
             CHECK_MESSAGE(bool(t->cvt_f16 != ref.cvt_f16), "falls back");
             CHECK_MESSAGE(bool(t->sum_bits != ref.sum_bits), "falls back");
+            CHECK_MESSAGE(bool(t->dot_f16 != ref.dot_f16), "falls back");
         }
     }
 }
@@ -302,6 +304,22 @@ TEST_CASE("cvt_f16 converts every binary16 value exactly, with tails") {
                                                  : got[i] == want && std::signbit(got[i]) == std::signbit(want));
             }
             CHECK(same);
+        }
+    }
+}
+
+TEST_CASE("dot_f16 equals the reference for every length, with tails") {
+    Rng r{77};
+    for (uint64_t n : {0ull, 1ull, 7ull, 16ull, 31ull, 32ull, 33ull, 100ull, 2048ull, 4103ull}) {
+        std::vector<uint16_t> w(n);
+        for (auto& v : w) v = f32_to_f16(r.normal());
+        const std::vector<float> x = randvec(n, n + 5);
+        double mag = 1e-30;
+        for (uint64_t i = 0; i < n; ++i) mag += std::fabs(double(f16_to_f32(w[i])) * x[i]);
+        const float ref = kernels_ref().dot_f16(w.data(), x.data(), n);
+        for (const CpuKernels* t : kernels_available()) {
+            INFO("isa " << std::string(t->isa) << " n " << n);
+            CHECK(std::fabs(double(t->dot_f16(w.data(), x.data(), n)) - ref) <= 1e-6 * mag);
         }
     }
 }

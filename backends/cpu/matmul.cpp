@@ -226,6 +226,11 @@ void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
             break;
         }
         default: {
+            if (w->type == Type::f16 && ncols == 1) {  // GEMV: no converted copy
+                for (uint64_t o = ub; o < ue; ++o)
+                    y[o] = kern->dot_f16(reinterpret_cast<const uint16_t*>(w->data + o * 2 * k), x, k);
+                break;
+            }
             // float weights: convert kRowTile rows to f32 once, then dot them with every column
             // (GEMV: one row at a time, so that the converted row is still in L1 for its dot)
             float* rows = reinterpret_cast<float*>(ts);
