@@ -212,12 +212,15 @@ static void cpu_mul_mat(Tensor& t, const CpuCtx& c) {
         for (uint64_t it = b; it < e; ++it) {
             const int64_t n = int64_t(it) % N, a2 = (int64_t(it) / N) % w.ne[2], a3 = int64_t(it) / (N * w.ne[2]);
             const float* wr = scratch;
+            const uint16_t* wh = nullptr;  // an f16 row used by one column: dotted as it is
             if (w.quantized()) {
                 dequant_row_ref(qv, w.qrow0 + uint64_t(n), scratch);
             } else {
                 const uint8_t* src = static_cast<const uint8_t*>(w.data) + n * w.nb[1] + a2 * w.nb[2] + a3 * w.nb[3];
                 if (w.type == Type::f32)
                     wr = reinterpret_cast<const float*>(src);
+                else if (w.type == Type::f16 && w.nb[0] == 2 && M * r2 * r3 == 1)
+                    wh = reinterpret_cast<const uint16_t*>(src);
                 else if (w.type == Type::f16 && w.nb[0] == 2)
                     kern.cvt_f16(reinterpret_cast<const uint16_t*>(src), scratch, uint64_t(K));
                 else
@@ -229,7 +232,7 @@ static void cpu_mul_mat(Tensor& t, const CpuCtx& c) {
                         const float* xr = reinterpret_cast<const float*>(static_cast<const uint8_t*>(x.data) +
                                                                          m * x.nb[1] + b2 * x.nb[2] + b3 * x.nb[3]);
                         float* y = static_cast<float*>(t.data) + n + N * (m + M * (b2 + x.ne[2] * b3));
-                        *y = kern.dot_f32(wr, xr, uint64_t(K));
+                        *y = wh ? kern.dot_f16(wh, xr, uint64_t(K)) : kern.dot_f32(wr, xr, uint64_t(K));
                     }
         }
     });
