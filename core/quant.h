@@ -156,7 +156,6 @@ struct CpuKernels {
     void (*tiles)(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) = nullptr;
 };
 
-
 // A kernel table from its primitives (dot by code bits 1, 2, 3, 4, 8).
 using DotFn = float (*)(const uint8_t*, uint64_t, const int8_t*, const float*, const float*, uint32_t);
 CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint64_t, QActRow), DotFn d1, DotFn d2,

@@ -36,7 +36,7 @@ struct Tensor {
     int64_t ne[kMaxDims] = {1, 1, 1, 1};   // elements per dim
     uint64_t nb[kMaxDims] = {0, 0, 0, 0};  // byte strides per dim
     void* data = nullptr;
-    uint64_t qrow0 = 0, qrows = 0;  // quantized: this is rows [qrow0, qrow0 + ne[1]) of qrows
+    uint64_t qrow0 = 0, qrows = 0;   // quantized: this is rows [qrow0, qrow0 + ne[1]) of qrows
     const uint8_t* tiles = nullptr;  // rg weights: optional tiled copy of the blob (WeightView::tiles)
 
     Op op = Op::none;

@@ -8,15 +8,15 @@
 #include <limits>
 #include <vector>
 
+#include "alloc_counter.h"
 #include "backends/cpu/dispatch.h"
 #include "backends/cpu/matmul.h"
 #include "backends/cpu/tiled.h"
-#include "core/threadpool.h"
+#include "core/error.h"
 #include "core/half.h"
 #include "core/quant.h"
-#include "core/error.h"
 #include "core/random_weights.h"
-#include "alloc_counter.h"
+#include "core/threadpool.h"
 
 using namespace lb;
 
@@ -447,7 +447,8 @@ TEST_CASE("tiled rg kernels equal the q8 reference for every field width and til
     }
 }
 
-TEST_CASE("tiled kernels equal the q8 reference for rg and sign presets (whole tiles and untiled rows, GEMV and GEMM)") {
+TEST_CASE(
+    "tiled kernels equal the q8 reference for rg and sign presets (whole tiles and untiled rows, GEMV and GEMM)") {
     size_t np = 0;
     const Preset* presets = all_presets(&np);
     for (const CpuKernels* kern : kernels_available()) {

@@ -390,10 +390,10 @@ int bench_kernels(int argc, char** argv) {
                 Result res = make_result(pr.name, where == 0 ? "L3" : "DRAM", k, n, ncols, bytes, s, bw);
                 if (tiled) res.layout = "tiles16";
                 results.push_back(res);
-                std::printf("| %s | %llux%llu | %llu | %s%s | %s | %.3f | %.1f | %.1f | %.1f | %s |\n", res.type.c_str(),
-                            (unsigned long long)k, (unsigned long long)n, (unsigned long long)ncols, res.where.c_str(),
-                            where == 0 && l3 && bytes > l3 ? " (exceeds L3)" : "", res.layout.c_str(), res.bpw, res.us,
-                            res.gbs, res.gws,
+                std::printf("| %s | %llux%llu | %llu | %s%s | %s | %.3f | %.1f | %.1f | %.1f | %s |\n",
+                            res.type.c_str(), (unsigned long long)k, (unsigned long long)n, (unsigned long long)ncols,
+                            res.where.c_str(), where == 0 && l3 && bytes > l3 ? " (exceeds L3)" : "",
+                            res.layout.c_str(), res.bpw, res.us, res.gbs, res.gws,
                             kind == 0 ? strfmt("%.0f%%", 100 * res.frac).c_str() : "-");
                 std::fflush(stdout);
             }

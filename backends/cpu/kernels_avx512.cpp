@@ -369,8 +369,8 @@ float dot_f16_avx512(const uint16_t* w, const float* x, uint64_t n) {
     }
     for (; i < n; i += 16) {  // at most two more, the last one masked
         const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
-        acc0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w + i)), _mm512_maskz_loadu_ps(m, x + i),
-                               acc0);
+        acc0 =
+            _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w + i)), _mm512_maskz_loadu_ps(m, x + i), acc0);
     }
     return hsum(_mm512_add_ps(acc0, acc1));
 }
@@ -392,10 +392,9 @@ float sum_bits_avx512(const uint8_t* bits, const float* x, uint64_t n) {
 
 const CpuKernels& kernels_avx512() {
     static const CpuKernels k = [] {
-        CpuKernels t =
-            make_kernels("avx512", quantize_act_avx512, dot_avx512<1>, dot_avx512<2>, dot_avx512<3>, dot_avx512<4>,
-                         dot_avx512<8>, dot_f32_avx512, decode_meta_avx512, cvt_f16_avx512, sum_bits_avx512,
-                         dot_f16_avx512);
+        CpuKernels t = make_kernels("avx512", quantize_act_avx512, dot_avx512<1>, dot_avx512<2>, dot_avx512<3>,
+                                    dot_avx512<4>, dot_avx512<8>, dot_f32_avx512, decode_meta_avx512, cvt_f16_avx512,
+                                    sum_bits_avx512, dot_f16_avx512);
         t.tiles = cpu_has_gfni() ? tiles_avx512 : nullptr;  // tiles_avx512_gfni.cpp
         return t;
     }();

@@ -12,10 +12,10 @@
 #include <cstring>
 #include <vector>
 
+#include "backends/cpu/tiled.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "core/threadpool.h"
-#include "backends/cpu/tiled.h"
 
 namespace lb {
 
@@ -56,8 +56,7 @@ static bool private_act(const WeightView& w, uint64_t ncols) {
 }
 // thread scratch of a private activation: a tag (the call that quantized it), the row, the sums
 static uint64_t private_bytes(const WeightView& w) {
-    return w.type == Type::rg || w.type == Type::sign ? 64 + align64(act_row_bytes(w.k)) + align64(4 * ngroups(w))
-                                                       : 0;
+    return w.type == Type::rg || w.type == Type::sign ? 64 + align64(act_row_bytes(w.k)) + align64(4 * ngroups(w)) : 0;
 }
 
 static ActRows shared_rows(const Matmul& mm) {
@@ -168,8 +167,8 @@ void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
                         const float* mo = m + (o - o0) * sg;
                         for (uint64_t j = j0; j < j1; ++j) {
                             QActRow a = act_row(av.row(j), k);
-                            y[j * n + o] = dot(w->codes(o), w->lay.kp, a.q, a.d, so, p.group) +
-                                           kern->dot_f32(mo, av.sum(j), G);
+                            y[j * n + o] =
+                                dot(w->codes(o), w->lay.kp, a.q, a.d, so, p.group) + kern->dot_f32(mo, av.sum(j), G);
                         }
                     }
                 }

@@ -1,4 +1,4 @@
-// tiles_avx512_gfni.cpp: the AVX-512 kernel of rg weights in the row-tiled layout
+// tiles_avx512_gfni.cpp: the AVX-512 kernels of rg and sign weights in the row-tiled layout
 // (backends/cpu/tiled.h), CpuKernels::tiles of the avx512 table. Compiled with GFNI as well
 // (one vgf2p8affineqb moves a code field of every byte to its low bits); the avx512 table uses
 // it only on CPUs with GFNI (dispatch.cpp), the others keep the row layout.
@@ -81,9 +81,10 @@ class TileField {
     void begin_block(uint64_t tile, bool luts) {
         if (kind_ != Kind::lookup && kind_ != Kind::direct) return;
         const uint64_t block = block_of(tile);
+        luts = luts && kind_ == Kind::lookup;
         if (block == block_ && luts == luts_) return;
         block_ = block;
-        luts_ = luts && kind_ == Kind::lookup;
+        luts_ = luts;
         // the block's table entries of every group as floats: 16 at a time where they are
         // consecutive in the table, else one by one
         uint64_t idx = map_.index(tile * kTileRows, 0);
@@ -237,8 +238,8 @@ void tile_run(TileCall& k, uint64_t t, uint64_t j) {
     for (int r = 0; r < R; ++r) acc[r] = accm[r][0] = accm[r][1] = _mm512_setzero_ps();
     // group c of tile r: its sum (int32 lanes as floats, times xd or not yet) times s goes into
     // `into`, its zero term into accm[r][slot]
-    auto finish = [&](int r, int slot, uint64_t c, const TileField::Group& gs, const TileField::Group& gz,
-                      __m512 xs, __m512 sum, __m512& into) LB_LAMBDA_INLINE {
+    auto finish = [&](int r, int slot, uint64_t c, const TileField::Group& gs, const TileField::Group& gz, __m512 xs,
+                      __m512 sum, __m512& into) LB_LAMBDA_INLINE {
         const __m512 s = k.S.get(gs, tile[r] + lay.off_scales, c);
         const __m512 z = k.Z.get(gz, tile[r] + lay.off_zeros, c);
         into = _mm512_fmadd_ps(sum, s, into);
@@ -321,7 +322,8 @@ void rg_tiles_avx512(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratc
     // GEMV: up to 4 tiles of one row block at a time, sharing the group's decoded table entry
     for (uint64_t t = t0; t < t1;) {
         uint64_t run = std::min<uint64_t>(4, t1 - t);
-        while (run > 1 && (k.S.block_of(t + run - 1) != k.S.block_of(t) || k.Z.block_of(t + run - 1) != k.Z.block_of(t)))
+        while (run > 1 &&
+               (k.S.block_of(t + run - 1) != k.S.block_of(t) || k.Z.block_of(t + run - 1) != k.Z.block_of(t)))
             --run;
         k.S.begin_block(t, false);
         k.Z.begin_block(t, false);
