@@ -190,23 +190,37 @@ inline __m512i tile_isum(const uint8_t* blk, const int8_t* xb) {
     return NQ > 1 ? _mm512_add_epi32(a, b) : a;
 }
 
-// Prefetches the R tiles after a run's R tiles into L2 while the run reads its own, spread over
-// its nblk blocks, during column 0 (the one that reads the tiles first): the hardware prefetchers
-// alone left a DRAM-resident GEMV at about half the read bandwidth.
+// Software prefetch for a run of R tiles read block by block (the hardware prefetchers alone
+// left a DRAM-resident GEMV at about half the read bandwidth), during column 0 (the one that
+// reads the tiles first): the R tiles after the run into L2, spread over its nblk blocks, and
+// the run's own codes a few blocks ahead into L1 (the first run of a range was not prefetched
+// by an earlier one; for the others this moves lines from L2 to L1 ahead of their use).
+template <int R>
 class RunPrefetch {
  public:
-    RunPrefetch(const uint8_t* next, uint64_t bytes, uint64_t nblk, const uint8_t* end, bool on)
-        : next_(next), step_((bytes / nblk + 127) & ~uint64_t(63)), end_(end), on_(on) {}
+    RunPrefetch(const uint8_t* const* tiles, uint64_t tile_bytes, uint64_t blk_bytes, uint64_t nblk,
+                const uint8_t* end, bool on)
+        : tiles_(tiles),
+          next_(tiles[0] + R * tile_bytes),
+          step_((R * tile_bytes / nblk + 127) & ~uint64_t(63)),
+          blk_bytes_(blk_bytes),
+          ahead_(blk_bytes * ((1024 + blk_bytes - 1) / blk_bytes)),
+          end_(end),
+          on_(on) {}
     LB_INLINE void at(uint64_t b) const {
         if (!on_) return;
         const uint8_t* p = next_ + b * step_;
         for (uint64_t i = 0; i < step_ && p + i < end_; i += 64)
             _mm_prefetch(reinterpret_cast<const char*>(p + i), _MM_HINT_T1);
+        for (int r = 0; r < R; ++r)
+            for (uint64_t i = 0; i < blk_bytes_; i += 64)
+                _mm_prefetch(reinterpret_cast<const char*>(tiles_[r] + b * blk_bytes_ + ahead_ + i), _MM_HINT_T0);
     }
 
  private:
+    const uint8_t* const* tiles_;
     const uint8_t* next_;
-    uint64_t step_;
+    uint64_t step_, blk_bytes_, ahead_;
     const uint8_t* end_;
     bool on_;
 };
@@ -233,7 +247,7 @@ void tile_run(TileCall& k, uint64_t t, uint64_t j) {
     const float* xsum = a.xsum + j * a.xsum_stride;
     const uint8_t* tile[R];
     for (int r = 0; r < R; ++r) tile[r] = k.w.tiles + (t + uint64_t(r)) * lay.tile_bytes;
-    const RunPrefetch pf(tile[0] + R * lay.tile_bytes, R * lay.tile_bytes, k.nblk, k.pf_end, j == 0);
+    const RunPrefetch<R> pf(tile, lay.tile_bytes, blk_bytes, k.nblk, k.pf_end, j == 0);
     __m512 acc[R], accm[R][2];
     for (int r = 0; r < R; ++r) acc[r] = accm[r][0] = accm[r][1] = _mm512_setzero_ps();
     // group c of tile r: its sum (int32 lanes as floats, times xd or not yet) times s goes into
@@ -370,7 +384,7 @@ void sign_run(const TiledArgs& a, const TiledLayout& lay, const uint8_t* pf_end,
     const QActRow x = act_row(const_cast<uint8_t*>(a.act + j * a.act_stride), w.k);
     const uint8_t* tile[R];
     for (int r = 0; r < R; ++r) tile[r] = w.tiles + (t + uint64_t(r)) * lay.tile_bytes;
-    const RunPrefetch pf(tile[0] + R * lay.tile_bytes, R * lay.tile_bytes, nblk, pf_end, j == 0);
+    const RunPrefetch<R> pf(tile, lay.tile_bytes, 64, nblk, pf_end, j == 0);
     __m512 acc[R];
     for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
     for (uint64_t b = 0; b < nblk; ++b) {
