@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "backends/cpu/dispatch.h"
+#include "backends/cpu/unaligned.h"
 #include "core/half.h"
 
 namespace lb {
@@ -31,12 +32,6 @@ inline __m256i expand_bits(uint32_t bits) {
     __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(int(bits)), shuf);
     v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bitm), bitm);
     return _mm256_and_si256(v, _mm256_set1_epi8(1));
-}
-
-inline uint32_t load_u32(const uint8_t* p) {
-    uint32_t v;
-    std::memcpy(&v, p, 4);
-    return v;
 }
 
 // codes of inputs 32t .. 32t+31 of a chunk, as bytes

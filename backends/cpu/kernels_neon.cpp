@@ -17,16 +17,11 @@
 #include <cstring>
 
 #include "backends/cpu/dispatch.h"
+#include "backends/cpu/unaligned.h"
 #include "core/half.h"
 
 namespace lb {
 namespace {
-
-inline uint32_t load_u32(const uint8_t* p) {
-    uint32_t v;
-    std::memcpy(&v, p, 4);
-    return v;
-}
 
 // 32 bits (bit i = input i) -> 32 bytes of 0/1: each byte of the word is copied to 8 lanes,
 // lane i of those 8 tests bit i

@@ -19,20 +19,10 @@
 #include <cstdint>
 #include <cstring>
 
+#include "backends/cpu/unaligned.h"
+
 namespace lb {
 namespace {
-
-inline uint64_t load_u64(const uint8_t* p) {
-    uint64_t v;
-    std::memcpy(&v, p, 8);
-    return v;
-}
-
-inline uint32_t load_u32(const uint8_t* p) {
-    uint32_t v;
-    std::memcpy(&v, p, 4);
-    return v;
-}
 
 // value = f16(f16(code - tz) * ts) (decode_field_ref's arithmetic), with vcvtps2ph rounding to
 // nearest even as round_f16 does
