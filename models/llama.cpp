@@ -3,6 +3,9 @@
 #include "models/llama.h"
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
+#include <thread>
 #include <cmath>
 #include <cstring>
 
@@ -57,14 +60,38 @@ LlamaModel::~LlamaModel() = default;
 void LlamaModel::prepare_cpu_tiles() const {
     std::call_once(tiles_once_, [this] {
         if (!kernels_best().tiles) return;
-        auto add = [this](const LlamaLinear& l) {
-            if ((l.w.type != Type::rg && l.w.type != Type::sign) || cpu_tiles(l.w)) return;
-            TiledWeight t = make_tiled(l.w.weight_view());
-            if (t.nbytes) tiles_.emplace_back(l.w.data, std::move(t));
+        std::vector<const Tensor*> todo;  // each projection weight once (tied output: token_embd)
+        auto add = [&](const LlamaLinear& l) {
+            if (l.w.type != Type::rg && l.w.type != Type::sign) return;
+            for (const Tensor* t : todo)
+                if (t->data == l.w.data) return;
+            todo.push_back(&l.w);
         };
         for (const LlamaLayer& L : layers)
             for (const LlamaLinear* l : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) add(*l);
         add(output);
+        // weights are tiled on all cores: a 7B model is ~6.5 G codes, 1-2 ns each on one core
+        std::vector<TiledWeight> done(todo.size());
+        std::atomic<size_t> next{0};
+        std::exception_ptr error;
+        std::mutex error_mu;
+        auto work = [&] {
+            try {
+                for (size_t i; (i = next.fetch_add(1)) < todo.size();) done[i] = make_tiled(todo[i]->weight_view());
+            } catch (...) {
+                std::lock_guard<std::mutex> lk(error_mu);
+                error = std::current_exception();
+                next.store(todo.size());
+            }
+        };
+        std::vector<std::thread> threads;
+        const unsigned nt = std::max(1u, std::min(std::thread::hardware_concurrency(), 16u));
+        for (unsigned i = 1; i < nt; ++i) threads.emplace_back(work);
+        work();
+        for (auto& t : threads) t.join();
+        if (error) std::rethrow_exception(error);
+        for (size_t i = 0; i < todo.size(); ++i)
+            if (done[i].nbytes) tiles_.emplace_back(todo[i]->data, std::move(done[i]));
     });
 }
 

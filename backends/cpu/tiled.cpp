@@ -72,10 +72,8 @@ static void field_pos(uint32_t fbits, uint64_t r, uint64_t c, uint64_t& byte, ui
     shift = uint32_t(fbits * (c % per));
 }
 
-static uint32_t row_field(const WeightView& w, bool zero, uint64_t row, uint64_t c) {
-    const MetaRow m = meta_row_of(w, row);
-    const uint32_t f = zero ? w.p.zbits : w.p.sbits;
-    const uint8_t* r = zero ? m.zrow : m.srow;
+// field c of a meta row of the file layout (f bits: a code, or 16: raw f16 bits)
+static uint32_t row_field(const uint8_t* r, uint32_t f, uint64_t c) {
     if (f == 16) return uint32_t(r[2 * c] | r[2 * c + 1] << 8);
     return meta_code(r, f, c);
 }
@@ -100,9 +98,11 @@ void tile_weight(const WeightView& w, uint8_t* out) {
         for (int zero = 0; zero < 2; ++zero) {
             const uint32_t f = zero ? p.zbits : p.sbits;
             if (f == 0) continue;
+            const MetaRow m = meta_row_of(w, row);
+            const uint8_t* src = zero ? m.zrow : m.srow;
             uint8_t* plane = tile + (zero ? t.off_zeros : t.off_scales);
             for (uint64_t c = 0; c < groups; ++c) {
-                const uint32_t v = row_field(w, zero != 0, row, c);
+                const uint32_t v = row_field(src, f, c);
                 uint64_t byte;
                 uint32_t shift;
                 field_pos(f, r, c, byte, shift);
