@@ -175,19 +175,21 @@ inline __m512i tile_quad(const uint8_t* blk) {
     }
 }
 
-// integer dot products of quads Q0 .. Q0+NQ-1 of a block for the 16 rows (two chains)
+// integer dot products of quads Q0 .. Q0+NQ-1 of a block for the 16 rows (two chains from 4
+// quads on; for fewer, other tiles' and groups' work hides the latency)
 template <int BITS, int Q0, int NQ>
 inline __m512i tile_isum(const uint8_t* blk, const int8_t* xb) {
     __m512i a = _mm512_setzero_si512(), b = _mm512_setzero_si512();
     static_for<NQ>([&](auto i) LB_LAMBDA_INLINE {
         constexpr int q = Q0 + decltype(i)::value;
         const __m512i x = _mm512_set1_epi32(int(load_u32(reinterpret_cast<const uint8_t*>(xb) + 4 * q)));
-        if constexpr (decltype(i)::value % 2 == 0)
+        if constexpr (NQ < 4 || decltype(i)::value % 2 == 0)
             a = _mm512_dpbusd_epi32(a, tile_quad<BITS, q>(blk), x);
         else
             b = _mm512_dpbusd_epi32(b, tile_quad<BITS, q>(blk), x);
     });
-    return NQ > 1 ? _mm512_add_epi32(a, b) : a;
+    if constexpr (NQ < 4) return a;
+    return _mm512_add_epi32(a, b);
 }
 
 // Software prefetch for a run of R tiles read block by block (the hardware prefetchers alone
