@@ -3,14 +3,16 @@
 // The per-ISA work is in the CpuKernels primitives (core/quant.h); this file only orders it.
 //
 // A call has two phases so that a thread pool can run both without allocating:
-//   prepare(part, nparts)   quantizes the activations (columns split over parts)
+//   prepare(part, nparts)   quantizes the activations (columns split over parts); skipped by a
+//                           GEMV of an rg or sign weight, where each thread quantizes the one
+//                           column into its own scratch on its first range of the call
 //   run(unit_begin, unit_end, thread_scratch)
 //                           computes a range of work units: one unit = one output row, except
 //                           for a0 weights where one unit = one row class (the `group` rows
-//                           that share a scaled activation), and for rg weights with a tiled
-//                           copy (WeightView::tiles, backends/cpu/tiled.h) run by a kernel table
-//                           with `tiles`, where one unit = one tile of 16 rows (the last unit:
-//                           the untiled rows, through the row kernels)
+//                           that share a scaled activation), and for rg and sign weights with a
+//                           tiled copy (WeightView::tiles, backends/cpu/tiled.h) run by a kernel
+//                           table with `tiles`, where one unit = one tile of 16 rows (the last
+//                           unit: the untiled rows, through the row kernels)
 // Scratch sizes are known before the call (shared_bytes, thread_bytes).
 #pragma once
 #include <cstdint>
