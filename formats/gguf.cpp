@@ -224,19 +224,14 @@ MetaValue read_value(Cursor& c, uint32_t type, const std::string& field) {
 
 std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
     std::unique_ptr<GgufFile> f(new GgufFile());
-    f->map_ = MappedFile::open(path);
-    f->origin_ = path;
-    f->base_ = f->map_->data();
-    f->size_ = f->map_->size();
+    f->attach(path);
     f->parse();
     return f;
 }
 
 std::unique_ptr<GgufFile> GgufFile::from_memory(const void* data, size_t size, const std::string& origin) {
     std::unique_ptr<GgufFile> f(new GgufFile());
-    f->origin_ = origin;
-    f->base_ = static_cast<const uint8_t*>(data);
-    f->size_ = size;
+    f->attach(data, size, origin);
     f->parse();
     return f;
 }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "formats/lbf.h"
+#include "formats/mapped_file.h"
 
 namespace lb {
 
@@ -56,7 +57,7 @@ struct GgufTensorInfo {
     uint64_t n_elements() const;
 };
 
-class GgufFile {
+class GgufFile : MappedSource {
  public:
     static std::unique_ptr<GgufFile> open(const std::string& path);
     // Parses `size` bytes at `data` without copying; the memory must outlive the GgufFile.
@@ -82,10 +83,6 @@ class GgufFile {
  private:
     GgufFile() = default;
     void parse();
-    const uint8_t* base_ = nullptr;
-    uint64_t size_ = 0;
-    std::shared_ptr<const class MappedFile> map_;  // the file's mapping (open), or none (from_memory)
-    std::string origin_;
     uint32_t version_ = 0;
     uint32_t alignment_ = gguf::kDefaultAlignment;
     uint64_t data_offset_ = 0;

@@ -76,68 +76,49 @@ void expect_tensor(const SourceTensor& t, const std::string& name, std::initiali
              shape_str(t.shape).c_str(), dtype_name(t.dtype));
 }
 
+// element i of a tensor's little-endian data as T
+template <class T>
+static T element(const SourceTensor& t, uint64_t i) {
+    T v;
+    std::memcpy(&v, t.data + i * sizeof(T), sizeof(T));
+    return v;
+}
+
 float read_float(const SourceTensor& t, uint64_t i) {
-    const uint8_t* p = t.data + i * dtype_size(t.dtype);
     switch (t.dtype) {
-        case DType::f16: {
-            uint16_t h;
-            std::memcpy(&h, p, 2);
-            return f16_to_f32(h);
-        }
-        case DType::bf16: {
-            uint16_t h;
-            std::memcpy(&h, p, 2);
-            return bf16_to_f32(h);
-        }
-        case DType::f32: {
-            float f;
-            std::memcpy(&f, p, 4);
-            return f;
-        }
-        case DType::f64: {
-            double d;
-            std::memcpy(&d, p, 8);
-            return float(d);
-        }
+        case DType::f16:
+            return f16_to_f32(element<uint16_t>(t, i));
+        case DType::bf16:
+            return bf16_to_f32(element<uint16_t>(t, i));
+        case DType::f32:
+            return element<float>(t, i);
+        case DType::f64:
+            return float(element<double>(t, i));
         default:
             return float(read_int(t, i));
     }
 }
 
 int64_t read_int(const SourceTensor& t, uint64_t i) {
-    const uint8_t* p = t.data + i * dtype_size(t.dtype);
     switch (t.dtype) {
         case DType::i8:
-            return int8_t(p[0]);
+            return element<int8_t>(t, i);
         case DType::u8:
         case DType::boolean:
-            return p[0];
-        case DType::i16: {
-            int16_t v;
-            std::memcpy(&v, p, 2);
-            return v;
-        }
-        case DType::i32: {
-            int32_t v;
-            std::memcpy(&v, p, 4);
-            return v;
-        }
-        case DType::i64: {
-            int64_t v;
-            std::memcpy(&v, p, 8);
-            return v;
-        }
+            return element<uint8_t>(t, i);
+        case DType::i16:
+            return element<int16_t>(t, i);
+        case DType::i32:
+            return element<int32_t>(t, i);
+        case DType::i64:
+            return element<int64_t>(t, i);
         default:
             return int64_t(read_float(t, i));
     }
 }
 
 uint16_t read_as_f16(const SourceTensor& t, uint64_t i, const std::string& name) {
-    if (t.dtype == DType::f16) {
-        uint16_t h;
-        std::memcpy(&h, t.data + 2 * i, 2);
-        return h;
-    }
+    if (t.dtype == DType::f16) return element<uint16_t>(t, i);
     const float v = read_float(t, i);  // bf16 and f32 exactly; f64 rounded to f32 first
     const uint16_t h = f32_to_f16(v);
     LB_CHECK(std::isfinite(f16_to_f32(h)) || !std::isfinite(v), "tensor '%s': element %llu = %g overflows f16",

@@ -10,27 +10,17 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <limits>
-#include <sstream>
 
 #include "core/error.h"
 #include "formats/hf_json.h"
+#include "formats/mapped_file.h"
 
 namespace lb {
 
 using nlohmann::json;
 
 namespace hf {
-
-std::string read_text_file(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    LB_CHECK(f, "%s: cannot open: %s", path.c_str(), std::strerror(errno));
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    LB_CHECK(!f.bad(), "%s: read error", path.c_str());
-    return ss.str();
-}
 
 bool is_file(const std::string& path) {
     struct stat st;
@@ -232,7 +222,7 @@ HfConfig read_hf_config(const std::string& path) {
     struct stat st;
     std::string file = path;
     if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) file = path + "/config.json";
-    return parse_hf_config(hf::read_text_file(file), file);
+    return parse_hf_config(read_text_file(file), file);
 }
 
 LlamaHParams hf_llama_hparams(const std::string& text, const std::string& origin) {
@@ -324,7 +314,7 @@ HfTokenizer load_hf_tokenizer(const std::string& dir) {
     std::optional<json> cfg, stm, gen;
     auto load = [&](const char* name, std::optional<json>& j) {
         if (!hf::is_file(path(name))) return;
-        j = hf::parse_json(hf::read_text_file(path(name)), path(name));
+        j = hf::parse_json(read_text_file(path(name)), path(name));
         LB_CHECK(j->is_object(), "%s: expected a JSON object, found %s", path(name).c_str(), j->type_name());
         used.push_back(path(name));
     };
@@ -333,7 +323,7 @@ HfTokenizer load_hf_tokenizer(const std::string& dir) {
     TokenizerData d;
     bool have = false;
     if (hf::is_file(path("tokenizer.model"))) {
-        const std::string bytes = hf::read_text_file(path("tokenizer.model"));
+        const std::string bytes = read_text_file(path("tokenizer.model"));
         if (!bytes.empty() && bytes[0] != '\x0a' && looks_like_tiktoken(bytes))
             d = Tokenizer::load_llama3(path("tokenizer.model")).data();
         else
@@ -341,7 +331,7 @@ HfTokenizer load_hf_tokenizer(const std::string& dir) {
         have = true;
         used.push_back(path("tokenizer.model"));
     } else if (hf::is_file(path("tokenizer.json"))) {
-        d = hf_tokenizer_json_data(hf::read_text_file(path("tokenizer.json")), path("tokenizer.json"));
+        d = hf_tokenizer_json_data(read_text_file(path("tokenizer.json")), path("tokenizer.json"));
         have = true;
         used.push_back(path("tokenizer.json"));
     }
@@ -375,7 +365,7 @@ HfTokenizer load_hf_tokenizer(const std::string& dir) {
         }
         if (hf::is_file(path("added_tokens.json"))) {
             const std::string o = path("added_tokens.json");
-            const json a = hf::parse_json(hf::read_text_file(o), o);
+            const json a = hf::parse_json(read_text_file(o), o);
             LB_CHECK(a.is_object(), "%s: expected an object {token: id}, found %s", o.c_str(), a.type_name());
             std::vector<std::pair<int64_t, std::pair<std::string, bool>>> added;
             for (auto it = a.begin(); it != a.end(); ++it) {
@@ -420,7 +410,7 @@ HfTokenizer load_hf_tokenizer(const std::string& dir) {
 
     // chat template
     if (hf::is_file(path("chat_template.jinja"))) {
-        out.chat_template = hf::read_text_file(path("chat_template.jinja"));
+        out.chat_template = read_text_file(path("chat_template.jinja"));
         used.push_back(path("chat_template.jinja"));
     } else if (cfg && member(*cfg, "chat_template") && !(*member(*cfg, "chat_template")).is_null()) {
         const std::string o = path("tokenizer_config.json");
@@ -446,7 +436,7 @@ HfTokenizer load_hf_tokenizer(const std::string& dir) {
         }
     } else if (hf::is_file(path("chat_template.json"))) {
         const std::string o = path("chat_template.json");
-        const json j = hf::parse_json(hf::read_text_file(o), o);
+        const json j = hf::parse_json(read_text_file(o), o);
         out.chat_template = hf::str_or_empty(j, "chat_template", o, "");
         used.push_back(o);
     }

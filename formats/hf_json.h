@@ -7,8 +7,7 @@
 namespace lb {
 namespace hf {
 
-std::string read_text_file(const std::string& path);  // throws lb::Error naming the file
-bool is_file(const std::string& path);                // a regular file exists at path
+bool is_file(const std::string& path);  // a regular file exists at path
 // parses JSON; a syntax error is an lb::Error naming `origin`
 nlohmann::json parse_json(const std::string& text, const std::string& origin);
 // obj[key] if obj is an object that has it, else nullptr

@@ -1,4 +1,4 @@
-// mapped_file.cpp: open + fstat + mmap of a whole file (formats/mapped_file.h).
+// mapped_file.cpp: open + fstat + mmap of a whole file, reader sources, text files (formats/mapped_file.h).
 #include "formats/mapped_file.h"
 
 #include <fcntl.h>
@@ -8,6 +8,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "core/error.h"
 
@@ -38,6 +40,26 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
 
 MappedFile::~MappedFile() {
     if (data_) munmap(const_cast<uint8_t*>(data_), size_t(size_));
+}
+
+void MappedSource::attach(const std::string& path) {
+    map_ = MappedFile::open(path);
+    attach(map_->data(), map_->size(), path);
+}
+
+void MappedSource::attach(const void* data, uint64_t size, const std::string& origin) {
+    base_ = static_cast<const uint8_t*>(data);
+    size_ = size;
+    origin_ = origin;
+}
+
+std::string read_text_file(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    LB_CHECK(f, "%s: cannot open: %s", path.c_str(), std::strerror(errno));
+    std::ostringstream ss;
+    ss << f.rdbuf();
+    LB_CHECK(!f.bad(), "%s: read error", path.c_str());
+    return ss.str();
 }
 
 }  // namespace lb

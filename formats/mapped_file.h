@@ -1,6 +1,7 @@
 // mapped_file.h: a whole file mapped read-only, shared by the readers of foreign containers
-// (torch zip, safetensors) and by everything that points into it: tensors hold a reference so that
-// the mapping outlives them. An empty file has no mapping (data() is null, size() 0).
+// (GGUF, torch zip, safetensors) and by everything that points into it: tensors hold a reference
+// so that the mapping outlives them. An empty file has no mapping (data() is null, size() 0).
+// Also: the bytes a container reader parses (MappedSource), and whole small text files.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -27,5 +28,22 @@ class MappedFile {
     uint64_t size_ = 0;
     std::string path_;
 };
+
+// The bytes a container reader parses (GgufFile, SafetensorsFile, TorchFile derive from it): a
+// file's mapping, or memory the caller keeps alive (from_memory), and where they came from, for
+// error messages.
+class MappedSource {
+ protected:
+    void attach(const std::string& path);
+    void attach(const void* data, uint64_t size, const std::string& origin);
+
+    std::shared_ptr<const MappedFile> map_;  // null for memory
+    const uint8_t* base_ = nullptr;
+    uint64_t size_ = 0;
+    std::string origin_;
+};
+
+// The whole file as bytes (config.json, tokenizer files, prompts); throws lb::Error naming it.
+std::string read_text_file(const std::string& path);
 
 }  // namespace lb

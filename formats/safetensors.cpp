@@ -63,10 +63,7 @@ bool SafetensorsFile::looks_like_safetensors(const uint8_t* head, size_t head_si
 
 std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
     std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
-    f->map_ = MappedFile::open(path);
-    f->origin_ = path;
-    f->base_ = f->map_->data();
-    f->size_ = f->map_->size();
+    f->attach(path);
     f->parse();
     return f;
 }
@@ -74,9 +71,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
 std::unique_ptr<SafetensorsFile> SafetensorsFile::from_memory(const void* data, size_t size,
                                                               const std::string& origin) {
     std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
-    f->origin_ = origin;
-    f->base_ = static_cast<const uint8_t*>(data);
-    f->size_ = size;
+    f->attach(data, size, origin);
     f->parse();
     return f;
 }

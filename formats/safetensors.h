@@ -18,7 +18,7 @@
 
 namespace lb {
 
-class SafetensorsFile {
+class SafetensorsFile : MappedSource {
  public:
     static constexpr uint64_t kMaxHeaderBytes = uint64_t(100) << 20;  // as the reference implementation
     static constexpr unsigned kMaxRank = 32;
@@ -42,11 +42,7 @@ class SafetensorsFile {
     SafetensorsFile() = default;
     void parse();
 
-    std::shared_ptr<const MappedFile> map_;
-    const uint8_t* base_ = nullptr;
-    uint64_t size_ = 0;
     uint64_t header_size_ = 0;
-    std::string origin_;
     std::vector<std::pair<std::string, SourceTensor>> tensors_;
     std::unordered_map<std::string, size_t> by_name_;
     std::map<std::string, std::string> metadata_;

@@ -72,10 +72,7 @@ bool TorchFile::looks_like_zip(const uint8_t* data, size_t size) {
 
 std::unique_ptr<TorchFile> TorchFile::open(const std::string& path) {
     std::unique_ptr<TorchFile> f(new TorchFile());
-    f->map_ = MappedFile::open(path);
-    f->origin_ = path;
-    f->base_ = f->map_->data();
-    f->size_ = f->map_->size();
+    f->attach(path);
     f->parse();
     return f;
 }
@@ -84,9 +81,7 @@ std::unique_ptr<TorchFile> TorchFile::from_memory(const void* data, size_t size,
                                                   bool check_crc) {
     std::unique_ptr<TorchFile> f(new TorchFile());
     f->check_crc_ = check_crc;
-    f->origin_ = origin;
-    f->base_ = static_cast<const uint8_t*>(data);
-    f->size_ = size;
+    f->attach(data, size, origin);
     f->parse();
     return f;
 }

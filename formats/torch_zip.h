@@ -27,7 +27,7 @@ struct ZipEntry {
     uint32_t crc32 = 0;  // from the central directory
 };
 
-class TorchFile {
+class TorchFile : MappedSource {
  public:
     static std::unique_ptr<TorchFile> open(const std::string& path);
     // Parses `size` bytes at `data` without copying; the memory must outlive the TorchFile and every
@@ -53,10 +53,6 @@ class TorchFile {
     void parse();
     void read_zip();
 
-    std::shared_ptr<const MappedFile> map_;  // null for from_memory
-    const uint8_t* base_ = nullptr;
-    uint64_t size_ = 0;
-    std::string origin_;
     std::string root_;
     int version_ = 0;
     bool check_crc_ = true;

@@ -4,26 +4,16 @@
 // Every loader fills a TokenizerData and hands it to Tokenizer::from_data, which validates it.
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <limits>
-#include <sstream>
 
 #include "core/error.h"
 #include "formats/gguf.h"
+#include "formats/mapped_file.h"
 #include "models/tokenizer.h"
 
 namespace lb {
 
 namespace {
-
-std::string read_file(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    LB_CHECK(f, "%s: cannot open: %s", path.c_str(), std::strerror(errno));
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    LB_CHECK(!f.bad(), "%s: read error", path.c_str());
-    return ss.str();
-}
 
 Tokenizer build(TokenizerData d, const std::string& origin) {
     try {
@@ -171,7 +161,9 @@ Tokenizer Tokenizer::from_gguf(const GgufFile& f) {
 
 Tokenizer Tokenizer::load_gguf(const std::string& path) { return from_gguf(*GgufFile::open(path)); }
 
-Tokenizer Tokenizer::load_sentencepiece(const std::string& path) { return from_sentencepiece(read_file(path), path); }
+Tokenizer Tokenizer::load_sentencepiece(const std::string& path) {
+    return from_sentencepiece(read_text_file(path), path);
+}
 
 Tokenizer Tokenizer::from_sentencepiece(const std::string& bytes, const std::string& origin) {
     TokenizerData d;
@@ -305,7 +297,7 @@ Tokenizer Tokenizer::load_llama3(const std::string& path) {
     sp.push_back("<|reserved_special_token_4|>");
     sp.push_back("<|eot_id|>");  // 128009
     for (int i = 5; i <= 250; i++) sp.push_back("<|reserved_special_token_" + std::to_string(i) + "|>");
-    TokenizerData d = tiktoken_data(read_file(path), path, "llama3", sp);
+    TokenizerData d = tiktoken_data(read_text_file(path), path, "llama3", sp);
     LB_CHECK(d.tokens.size() == 128256, "%s: %zu ranks, the Llama 3 tokenizer has 128000", path.c_str(),
              d.tokens.size() - sp.size());
     d.bos = 128000;

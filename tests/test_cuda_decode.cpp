@@ -15,27 +15,13 @@
 #include "core/half.h"
 #include "core/quant.h"
 #include "core/random_weights.h"
+#include "test_data.h"
 
 using namespace lb;
 
 namespace {
 
 bool same_bits(float a, float b) { return std::memcmp(&a, &b, 4) == 0; }
-
-// shapes per preset that fit its divisibility rules, with tails (as tests/test_kernels.cpp)
-std::vector<std::pair<uint64_t, uint64_t>> shapes_for(const Preset& pr) {
-    const std::string name = pr.name;
-    if (pr.type == Type::a0) {
-        if (name == "q1_g8_a0") return {{64, 256}, {128, 96}};
-        return {{64, 96}, {128, 200}, {320, 40}};
-    }
-    if (name == "q4_g64_hqqm") return {{128, 128}, {64, 1024}};
-    if (name.find("g64") != std::string::npos) return {{5, 64}, {33, 576}, {64, 192}};
-    if (name.find("g32") != std::string::npos) return {{1, 32}, {7, 96}, {65, 576}, {3, 4096}};
-    if (name.find("g16") != std::string::npos) return {{3, 16}, {65, 48}, {17, 576}};
-    if (name.find("g8") != std::string::npos) return {{1, 8}, {9, 40}, {33, 576}, {70, 200}};
-    return {{1, 8}, {13, 40}, {31, 576}, {64, 1000}};  // sign
-}
 
 // every row of w through the shared decoder equals dequant_row_ref bit for bit
 int count_mismatches(const WeightView& w) {
@@ -142,7 +128,7 @@ TEST_CASE("shared weight decoder equals dequant_row_ref bit for bit for every pr
     REQUIRE(np > 0);
     for (size_t ip = 0; ip < np; ++ip) {
         const Preset& pr = presets[ip];
-        for (auto [n, k] : shapes_for(pr)) {
+        for (auto [n, k] : lb_test::kernel_test_shapes(pr)) {
             INFO("preset " << std::string(pr.name) << " n " << n << " k " << k);
             const QParams p = preset_params(pr, n, k);
             const std::vector<uint8_t> blob = random_weight(pr.type, p, n, k, n * 131 + k + ip);

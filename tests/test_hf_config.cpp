@@ -20,6 +20,7 @@
 #include "formats/hf_config.h"
 #include "models/chat.h"
 #include "models/tokenizer.h"
+#include "test_data.h"
 
 using namespace lb;
 using nlohmann::json;
@@ -30,11 +31,7 @@ namespace {
 const std::string kShared = "../../shared/data/";
 const std::string kFix = "fixtures/hf/";
 
-std::string read_all(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    REQUIRE_MESSAGE(f, path);
-    return std::string(std::istreambuf_iterator<char>(f), {});
-}
+using lb_test::read_all;
 
 void write_file(const std::string& path, const std::string& text) {
     std::ofstream f(path, std::ios::binary);
@@ -324,31 +321,27 @@ TEST_CASE("config.json: every missing, mistyped or absurd field is an error nami
 
 namespace {
 
-struct Case {
-    std::string text;
-    Ids ids;
-};
+using Case = lb_test::VocabVector;
+
+// every string of an expected-results file through t: its ids, and the same mapped to the full
+// vocabulary (id_map); more(i, string, ids, full ids) adds a test's own checks
+template <class F>
+void check_expected(const Tokenizer& t, const json& e, F&& more) {
+    const Ids id_map = e["id_map"].get<Ids>();
+    for (size_t i = 0; i < e["strings"].size(); i++) {
+        const std::string s = e["strings"][i].get<std::string>();
+        CAPTURE(s);
+        const Ids got = t.encode(s, false, true);
+        CHECK(got == e["ids"][i].get<Ids>());
+        Ids full;
+        for (int32_t id : got) full.push_back(id_map[size_t(id)]);
+        CHECK(full == e["full_ids"][i].get<Ids>());
+        more(i, s, got, full);
+    }
+}
 
 std::vector<Case> gpt2_vectors() {
-    const std::string inp = read_all(kShared + "llama.cpp-vocab/ggml-vocab-gpt-2.gguf.inp");
-    const std::string out = read_all(kShared + "llama.cpp-vocab/ggml-vocab-gpt-2.gguf.out");
-    const std::string sep = "\n__ggml_vocab_test__\n";
-    std::vector<Case> v;
-    for (size_t pos = 0; pos < inp.size();) {
-        const size_t e = inp.find(sep, pos);
-        REQUIRE(e != std::string::npos);
-        v.push_back({inp.substr(pos, e - pos), {}});
-        pos = e + sep.size();
-    }
-    std::istringstream lines(out);
-    std::string line;
-    for (size_t i = 0; std::getline(lines, line); i++) {
-        REQUIRE(i < v.size());
-        std::istringstream ids(line);
-        for (int32_t id; ids >> id;) v[i].ids.push_back(id);
-    }
-    REQUIRE(v.size() == 46);
-    return v;
+    return lb_test::load_vocab_vectors(kShared + "llama.cpp-vocab/ggml-vocab-gpt-2.gguf");
 }
 
 json expected(const std::string& name) { return json::parse(read_all(kFix + name + "_expected.json")); }
@@ -437,22 +430,13 @@ TEST_CASE("tokenizer.json: LLaMA-2 as LlamaTokenizerFast writes it (byte-fallbac
     CHECK(d.types[1] == int32_t(TokenType::control));
     CHECK(d.types[3] == int32_t(TokenType::byte));  // <0x00>
     const Tokenizer t = Tokenizer::from_data(d);
-    const json e = expected("llama2");
-    const Ids id_map = e["id_map"].get<Ids>();
     // the original tokenizer.model through lowbit's SentencePiece reader (checked against
     // libsentencepiece in test_spm_oracle) gives the same tokens
     const Tokenizer sp = Tokenizer::load_sentencepiece(kShared + "llama2-tokenizer/tokenizer.model");
-    for (size_t i = 0; i < e["strings"].size(); i++) {
-        const std::string s = e["strings"][i].get<std::string>();
-        CAPTURE(s);
-        const Ids got = t.encode(s, false, true);
-        CHECK(got == e["ids"][i].get<Ids>());
-        Ids full;
-        for (int32_t id : got) full.push_back(id_map[size_t(id)]);
-        CHECK(full == e["full_ids"][i].get<Ids>());
+    check_expected(t, expected("llama2"), [&](size_t, const std::string& s, const Ids& got, const Ids& full) {
         if (s.find("  ") == std::string::npos) CHECK(sp.encode(s, false, true) == full);  // .model collapses spaces
         CHECK(t.decode(got) == s);
-    }
+    });
 }
 
 TEST_CASE("tokenizer.json: Llama 3 as transformers converts it (Split regex, ignore_merges; reduced)") {
@@ -465,33 +449,14 @@ TEST_CASE("tokenizer.json: Llama 3 as transformers converts it (Split regex, ign
     CHECK(d.add_bos);
     const Tokenizer t = Tokenizer::from_data(d);
     const json e = expected("llama3");
-    const Ids id_map = e["id_map"].get<Ids>();
-    const std::vector<Case> cpp = [] {  // llama.cpp's llama-bpe vectors: the first 46 strings
-        std::vector<Case> v = gpt2_vectors();
-        std::istringstream lines(read_all(kShared + "llama.cpp-vocab/ggml-vocab-llama-bpe.gguf.out"));
-        std::string line;
-        for (Case& c : v) {
-            REQUIRE(std::getline(lines, line));
-            std::istringstream ids(line);
-            c.ids.clear();
-            for (int32_t id; ids >> id;) c.ids.push_back(id);
-        }
-        return v;
-    }();
+    // llama.cpp's llama-bpe vectors: the first 46 strings
+    const std::vector<Case> cpp = lb_test::load_vocab_vectors(kShared + "llama.cpp-vocab/ggml-vocab-llama-bpe.gguf");
     REQUIRE(e["strings"].size() == 46 + 15);
-    for (size_t i = 0; i < e["strings"].size(); i++) {
-        const std::string s = e["strings"][i].get<std::string>();
-        CAPTURE(s);
-        const Ids got = t.encode(s, false, true);
-        CHECK(got == e["ids"][i].get<Ids>());
-        Ids full;
-        for (int32_t id : got) full.push_back(id_map[size_t(id)]);
-        CHECK(full == e["full_ids"][i].get<Ids>());
-        if (i < 46) {
-            CHECK(s == cpp[i].text);
-            CHECK(full == cpp[i].ids);
-        }
-    }
+    check_expected(t, e, [&](size_t i, const std::string& s, const Ids&, const Ids& full) {
+        if (i >= 46) return;
+        CHECK(s == cpp[i].text);
+        CHECK(full == cpp[i].ids);
+    });
 }
 
 TEST_CASE("tokenizer.json: merges as strings and as pairs; Metaspace form; ignore_merges") {

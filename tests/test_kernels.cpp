@@ -17,6 +17,7 @@
 #include "core/quant.h"
 #include "core/random_weights.h"
 #include "core/threadpool.h"
+#include "test_data.h"
 
 using namespace lb;
 
@@ -125,26 +126,13 @@ TEST_CASE("dot primitives equal the reference for every bit width, group size an
 }
 
 // shapes per preset: (n, k) that fit the preset's divisibility rules, with tails
-static std::vector<std::pair<uint64_t, uint64_t>> shapes_for(const Preset& pr) {
-    const std::string name = pr.name;
-    if (pr.type == Type::a0) {
-        if (name == "q1_g8_a0") return {{64, 256}, {128, 96}};  // meta count divisible by 128
-        return {{64, 96}, {128, 200}, {16 * 64 / 16 * 5, 40}};
-    }
-    if (name == "q4_g64_hqqm") return {{128, 128}, {64, 1024}};
-    if (name.find("g64") != std::string::npos) return {{5, 64}, {33, 576}, {64, 192}};
-    if (name.find("g32") != std::string::npos) return {{1, 32}, {7, 96}, {65, 576}, {3, 4096}};
-    if (name.find("g16") != std::string::npos) return {{3, 16}, {65, 48}, {17, 576}};
-    if (name.find("g8") != std::string::npos) return {{1, 8}, {9, 40}, {33, 576}, {70, 200}};
-    return {{1, 8}, {13, 40}, {31, 576}, {64, 1000}};  // sign
-}
 
 TEST_CASE("matmul through every kernel table equals the q8 reference, and the float reference within tolerance") {
     size_t np = 0;
     const Preset* presets = all_presets(&np);
     for (size_t pi = 0; pi < np; ++pi) {
         const Preset& pr = presets[pi];
-        for (auto [n, k] : shapes_for(pr)) {
+        for (auto [n, k] : lb_test::kernel_test_shapes(pr)) {
             const QParams p = preset_params(pr, n, k);
             const std::vector<uint8_t> blob = random_weight(pr.type, p, n, k, n * 31 + k);
             const WeightView w = make_view(pr.type, p, n, k, blob.data());
@@ -195,7 +183,7 @@ TEST_CASE("decode_meta of every table equals the reference exactly for every pre
     for (size_t pi = 0; pi < np; ++pi) {
         const Preset& pr = presets[pi];
         if (pr.type == Type::sign) continue;
-        for (auto [n, k] : shapes_for(pr)) {
+        for (auto [n, k] : lb_test::kernel_test_shapes(pr)) {
             const QParams p = preset_params(pr, n, k);
             const std::vector<uint8_t> blob = random_weight(pr.type, p, n, k, n + 3 * k);
             const WeightView w = make_view(pr.type, p, n, k, blob.data());
@@ -347,7 +335,7 @@ TEST_CASE("the tiled layout holds every code and meta field of the rows it tiles
     for (size_t pi = 0; pi < np; ++pi) {
         const Preset& pr = presets[pi];
         if (pr.type != Type::rg && pr.type != Type::sign) continue;
-        for (auto [n0, k] : shapes_for(pr)) {
+        for (auto [n0, k] : lb_test::kernel_test_shapes(pr)) {
             const uint64_t n = 16 * ((n0 + 15) / 16) + 7;  // whole tiles and 7 untiled rows
             QParams p;
             try {
@@ -458,7 +446,7 @@ TEST_CASE(
         for (size_t pi = 0; pi < np; ++pi) {
             const Preset& pr = presets[pi];
             if (pr.type != Type::rg && pr.type != Type::sign) continue;
-            for (auto [n0, k] : shapes_for(pr)) {
+            for (auto [n0, k] : lb_test::kernel_test_shapes(pr)) {
                 for (uint64_t n : {uint64_t(16), 16 * ((n0 + 15) / 16) + 9}) {
                     QParams p;
                     try {

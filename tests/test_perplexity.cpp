@@ -433,7 +433,7 @@ TEST_CASE("lowbit perplexity: runs, saves logits, KL divergence, errors") {
     err({"-m", m}, "no text: give -f TEXT");
     err({"-m", m, "-f", kText, "--fast"}, "unknown option '--fast'");
     err({"-m", tmp().file("nope.lbf"), "-f", kText}, "nope.lbf");
-    err({"-m", m, "-f", tmp().file("nope.txt")}, "nope.txt: cannot open the file");
+    err({"-m", m, "-f", tmp().file("nope.txt")}, "nope.txt: cannot open: No such file or directory");
     const std::string bad_utf8 = tmp().file("bad.txt");
     spit(bad_utf8, "Once upon a \xff time");
     err({"-m", m, "-f", bad_utf8}, "not valid UTF-8 (a malformed sequence at byte 12)");

@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "formats/lbf.h"
 #include "models/tokenizer.h"
+#include "test_data.h"
 
 using namespace lb;
 using Ids = std::vector<int32_t>;
@@ -23,42 +24,10 @@ namespace {
 
 const std::string kVocab = "../../shared/data/llama.cpp-vocab/";
 
-std::string read_all(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    REQUIRE_MESSAGE(f, path);
-    return std::string(std::istreambuf_iterator<char>(f), {});
-}
+using Vector = lb_test::VocabVector;
+using lb_test::read_all;
 
-struct Vector {
-    std::string text;
-    Ids ids;
-};
-
-// The llama.cpp .inp/.out pair: strings separated by "\n__ggml_vocab_test__\n" (also after the
-// last), one line of " id id ..." per string.
-std::vector<Vector> load_vectors(const std::string& base) {
-    const std::string inp = read_all(kVocab + base + ".inp"), out = read_all(kVocab + base + ".out");
-    const std::string sep = "\n__ggml_vocab_test__\n";
-    std::vector<Vector> v;
-    for (size_t pos = 0; pos < inp.size();) {
-        const size_t e = inp.find(sep, pos);
-        REQUIRE(e != std::string::npos);
-        v.push_back({inp.substr(pos, e - pos), {}});
-        pos = e + sep.size();
-    }
-    std::istringstream lines(out);
-    std::string line;
-    size_t i = 0;
-    while (std::getline(lines, line)) {
-        REQUIRE(i < v.size());
-        std::istringstream ids(line);
-        for (int32_t id; ids >> id;) v[i].ids.push_back(id);
-        i++;
-    }
-    REQUIRE(v.size() == 46);
-    REQUIRE(i == 46);
-    return v;
-}
+std::vector<Vector> load_vectors(const std::string& base) { return lb_test::load_vocab_vectors(kVocab + base); }
 
 void check_vectors(const Tokenizer& t, const std::string& base) {
     for (const Vector& v : load_vectors(base)) {

@@ -8,7 +8,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <iterator>
 #include <memory>
 #include <string>
@@ -17,6 +16,7 @@
 
 #include "core/error.h"
 #include "formats/lbf.h"
+#include "formats/mapped_file.h"
 #include "models/chat.h"
 #include "models/llama.h"
 #include "models/perplexity.h"
@@ -97,9 +97,7 @@ bool parse(int argc, char** argv, Options& o) {
 }
 
 std::string read_text(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    LB_CHECK(f.good(), "-f %s: cannot open the file", path.c_str());
-    std::string s(std::istreambuf_iterator<char>(f), {});
+    const std::string s = read_text_file(path);
     const Utf8Scan u = utf8_scan(s.data(), s.size());
     LB_CHECK(u.complete == s.size(), "-f %s: not valid UTF-8 (%s sequence at byte %zu)", path.c_str(),
              u.malformed ? "a malformed" : "an unfinished", u.complete);

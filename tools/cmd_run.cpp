@@ -14,7 +14,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <iterator>
 #include <memory>
 #include <optional>
@@ -24,6 +23,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "formats/mapped_file.h"
 #include "include/lowbit.h"
 #include "models/chat.h"
 #include "tools/args.h"
@@ -233,12 +233,6 @@ std::vector<int32_t> get_tokens(size_t guess, Fill fill) {
     return ids;
 }
 
-std::string read_file(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    LB_CHECK(f.good(), "-f %s: cannot open the file", path.c_str());
-    return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
 void check_utf8(const std::string& s, const char* what) {
     const Utf8Scan u = utf8_scan(s.data(), s.size());
     LB_CHECK(u.complete == s.size(), "%s is not valid UTF-8 (%s sequence at byte %zu)", what,
@@ -250,7 +244,7 @@ int run(int argc, char** argv) {
     if (!parse(argc, argv, o)) return 0;
     if (o.threads == 0) o.threads = int(std::max(1u, std::min(4u, std::thread::hardware_concurrency())));
     if (!o.have_seed) o.sp.seed = (uint64_t(std::random_device{}()) << 32) ^ uint64_t(std::random_device{}());
-    if (!o.prompt_file.empty()) o.prompt = read_file(o.prompt_file);
+    if (!o.prompt_file.empty()) o.prompt = read_text_file(o.prompt_file);
     if (o.have_prompt) check_utf8(o.prompt, o.prompt_file.empty() ? "the prompt (-p)" : "the prompt file (-f)");
 
     Session s;
