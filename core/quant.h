@@ -150,6 +150,9 @@ struct CpuKernels {
     // y = sum_i f16(w[i]) * x[i], n any: GEMV of f16 weights without a converted copy (the
     // optimized ones prefetch 4 KiB ahead: a GEMV streams its rows from DRAM)
     float (*dot_f16)(const uint16_t* w, const float* x, uint64_t n);
+    // y[i] = silu(x[i]) * g[i] (g == nullptr: silu alone), silu(x) = x / (1 + e^-x); the
+    // optimized ones evaluate e^-x with a degree-6 polynomial (within 2 ulp of std::exp)
+    void (*swiglu)(const float* x, const float* g, float* y, uint64_t n);
     // rg and sign weights in the tiled layout (backends/cpu/tiled.h): rows of tiles [t0, t1) for every
     // column; scratch holds tiled_scratch_floats(*a.w) floats. nullptr where an ISA has no tiled kernel
     // (the driver then runs dot[] on the row layout).
@@ -163,7 +166,8 @@ CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint
                         void (*decode_meta)(const WeightView&, uint64_t, float*, float*),
                         void (*cvt_f16)(const uint16_t*, float*, uint64_t),
                         float (*sum_bits)(const uint8_t*, const float*, uint64_t),
-                        float (*dot_f16)(const uint16_t*, const float*, uint64_t));
+                        float (*dot_f16)(const uint16_t*, const float*, uint64_t),
+                        void (*swiglu)(const float*, const float*, float*, uint64_t));
 
 const CpuKernels& kernels_ref();
 

@@ -287,6 +287,10 @@ static void cvt_f16_scalar(const uint16_t* src, float* dst, uint64_t n) {
     for (uint64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(src[i]);
 }
 
+static void swiglu_scalar(const float* x, const float* g, float* y, uint64_t n) {
+    for (uint64_t i = 0; i < n; ++i) y[i] = x[i] / (1.0f + std::exp(-x[i])) * (g ? g[i] : 1.0f);
+}
+
 static float sum_bits_scalar(const uint8_t* bits, const float* x, uint64_t n) {
     float acc = 0;
     for (uint64_t i = 0; i < n; ++i)
@@ -299,7 +303,8 @@ CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint
                         void (*decode_meta)(const WeightView&, uint64_t, float*, float*),
                         void (*cvt_f16)(const uint16_t*, float*, uint64_t),
                         float (*sum_bits)(const uint8_t*, const float*, uint64_t),
-                        float (*dot_f16)(const uint16_t*, const float*, uint64_t)) {
+                        float (*dot_f16)(const uint16_t*, const float*, uint64_t),
+                        void (*swiglu)(const float*, const float*, float*, uint64_t)) {
     CpuKernels k{};
     k.isa = isa;
     k.quantize_act = quantize_act;
@@ -313,13 +318,14 @@ CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint
     k.cvt_f16 = cvt_f16;
     k.sum_bits = sum_bits;
     k.dot_f16 = dot_f16;
+    k.swiglu = swiglu;
     return k;
 }
 
 const CpuKernels& kernels_ref() {
     static const CpuKernels k =
         make_kernels("ref", quantize_act_scalar, dot_ref<1>, dot_ref<2>, dot_ref<3>, dot_ref<4>, dot_ref<8>,
-                     dot_f32_scalar, decode_meta_ref, cvt_f16_scalar, sum_bits_scalar, dot_f16_scalar);
+                     dot_f32_scalar, decode_meta_ref, cvt_f16_scalar, sum_bits_scalar, dot_f16_scalar, swiglu_scalar);
     return k;
 }
 

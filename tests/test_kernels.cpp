@@ -51,6 +51,7 @@ TEST_CASE("every kernel table is complete and no entry is the reference") {
         REQUIRE(bool(t->cvt_f16));
         REQUIRE(bool(t->sum_bits));
         REQUIRE(bool(t->dot_f16));
+        REQUIRE(bool(t->swiglu));
         for (int b : kBits) {
             REQUIRE(bool(t->dot[b]));
             if (t != &ref) CHECK_MESSAGE(bool(t->dot[b] != ref.dot[b]), "falls back");  // no silent fallback
@@ -64,6 +65,7 @@ TEST_CASE("every kernel table is complete and no entry is the reference") {
             CHECK_MESSAGE(bool(t->cvt_f16 != ref.cvt_f16), "falls back");
             CHECK_MESSAGE(bool(t->sum_bits != ref.sum_bits), "falls back");
             CHECK_MESSAGE(bool(t->dot_f16 != ref.dot_f16), "falls back");
+            CHECK_MESSAGE(bool(t->swiglu != ref.swiglu), "falls back");
         }
     }
 }
@@ -293,6 +295,40 @@ TEST_CASE("cvt_f16 converts every binary16 value exactly, with tails") {
             }
             CHECK(same);
         }
+    }
+}
+
+TEST_CASE("swiglu is within 3 ulp of silu(x) * g in double precision, with tails") {
+    // x from -100 to 100 in steps of 2^-7 (every exponent of e^-x the kernels evaluate, and the
+    // clamped ends), then special values
+    std::vector<float> x;
+    for (int i = -12800; i <= 12800; ++i) x.push_back(float(i) / 128.0f);
+    for (float v : {0.0f, -0.0f, 1e-30f, -1e-30f, 87.0f, -87.0f, 88.0f, -88.0f, 89.0f, -89.5f, 1e20f, -1e20f,
+                    std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()})
+        x.push_back(v);
+    Rng r{91};
+    std::vector<float> g(x.size());
+    for (float& v : g) v = 6.0f * r.uniform() - 3.0f;
+    for (const CpuKernels* t : kernels_available()) {
+        INFO("isa " << std::string(t->isa));
+        for (bool gated : {false, true})
+            for (uint64_t n : {uint64_t(x.size()), uint64_t(0), uint64_t(1), uint64_t(7), uint64_t(15), uint64_t(17),
+                               uint64_t(33)}) {
+                const uint64_t off = x.size() - n;  // the tails end on the special values
+                std::vector<float> y(n + 1, 12345.0f);
+                t->swiglu(x.data() + off, gated ? g.data() + off : nullptr, y.data(), n);
+                int bad = 0;
+                for (uint64_t i = 0; i < n; ++i) {
+                    const double xi = x[off + i], gi = gated ? g[off + i] : 1.0;
+                    const double want = xi / (1.0 + std::exp(-xi)) * gi;
+                    if (std::isnan(want)
+                            ? !std::isnan(y[i])
+                            : !(double(y[i]) == want || std::fabs(y[i] - want) <= 3.6e-7 * std::fabs(want) + 1e-35))
+                        ++bad;
+                }
+                CHECK(bad == 0);
+                CHECK(y[n] == 12345.0f);  // nothing written past n
+            }
     }
 }
 

@@ -280,6 +280,49 @@ void decode_meta_avx2(const WeightView& w, uint64_t mrow, float* s, float* m) {
     if (done < r.cols) decode_meta_cols_ref(w, mrow, done, r.cols, s, m);
 }
 
+// silu(x) * g: e^-x = 2^n * p(r) with n = round(-x / ln 2), r = -x - n ln 2 in [-ln2/2, ln2/2]
+// (ln 2 split in two so that r is exact) and p the degree-6 Taylor polynomial (truncation
+// error below 7e-8 relative); -x below -87 is taken as -87 (silu changes by less than 1e-36
+// absolute) and e^-x is inf for -x above 88 (silu is then -0, as in float arithmetic). A NaN x
+// stays NaN: it is the numerator.
+static inline __m256 exp_neg_avx2(__m256 x) {
+    const __m256 tx = _mm256_sub_ps(_mm256_setzero_ps(), x);
+    const __m256 t = _mm256_min_ps(_mm256_max_ps(tx, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(t, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), t);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_blendv_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), _mm256_set1_ps(INFINITY),
+                            _mm256_cmp_ps(tx, _mm256_set1_ps(88.0f), _CMP_GT_OQ));
+}
+
+void swiglu_avx2(const float* x, const float* g, float* y, uint64_t n) {
+    uint64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 xv = _mm256_loadu_ps(x + i);
+        __m256 v = _mm256_div_ps(xv, _mm256_add_ps(_mm256_set1_ps(1.0f), exp_neg_avx2(xv)));
+        if (g) v = _mm256_mul_ps(v, _mm256_loadu_ps(g + i));
+        _mm256_storeu_ps(y + i, v);
+    }
+    if (i < n) {  // the tail through a full vector
+        float xt[8] = {}, yt[8], gt[8] = {};
+        for (uint64_t j = i; j < n; ++j) {
+            xt[j - i] = x[j];
+            if (g) gt[j - i] = g[j];
+        }
+        swiglu_avx2(xt, g ? gt : nullptr, yt, 8);
+        for (uint64_t j = i; j < n; ++j) y[j] = yt[j - i];
+    }
+}
+
 void cvt_f16_avx2(const uint16_t* src, float* dst, uint64_t n) {
     uint64_t i = 0;
     for (; i + 8 <= n; i += 8)
@@ -323,7 +366,7 @@ float sum_bits_avx2(const uint8_t* bits, const float* x, uint64_t n) {
 const CpuKernels& kernels_avx2() {
     static const CpuKernels k =
         make_kernels("avx2", quantize_act_avx2, dot_avx2<1>, dot_avx2<2>, dot_avx2<3>, dot_avx2<4>, dot_avx2<8>,
-                     dot_f32_avx2, decode_meta_avx2, cvt_f16_avx2, sum_bits_avx2, dot_f16_avx2);
+                     dot_f32_avx2, decode_meta_avx2, cvt_f16_avx2, sum_bits_avx2, dot_f16_avx2, swiglu_avx2);
     return k;
 }
 

@@ -346,6 +346,38 @@ void decode_meta_avx512(const WeightView& w, uint64_t mrow, float* s, float* m) 
     if (done < r.cols) decode_meta_cols_ref(w, mrow, done, r.cols, s, m);
 }
 
+// silu(x) * g: e^-x = 2^n * p(r) with n = round(-x / ln 2), r = -x - n ln 2 in [-ln2/2, ln2/2]
+// (ln 2 split in two so that r is exact) and p the degree-6 Taylor polynomial (truncation
+// error below 7e-8 relative); -x below -87 is taken as -87 (silu changes by less than 1e-36
+// absolute) and e^-x is inf for -x above 88 (silu is then -0, as in float arithmetic). A NaN x
+// stays NaN: it is the numerator.
+static inline __m512 exp_neg_avx512(__m512 x) {
+    const __m512 t = _mm512_min_ps(_mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), x), _mm512_set1_ps(-87.0f)),
+                                   _mm512_set1_ps(100.0f));  // scalef: 2^n beyond 2^127 is inf
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(t, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), t);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+void swiglu_avx512(const float* x, const float* g, float* y, uint64_t n) {
+    for (uint64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+        const __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
+        __m512 v = _mm512_div_ps(xv, _mm512_add_ps(_mm512_set1_ps(1.0f), exp_neg_avx512(xv)));
+        if (g) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, g + i));
+        _mm512_mask_storeu_ps(y + i, m, v);
+    }
+}
+
 void cvt_f16_avx512(const uint16_t* src, float* dst, uint64_t n) {
     uint64_t i = 0;
     for (; i + 16 <= n; i += 16)
@@ -394,7 +426,7 @@ const CpuKernels& kernels_avx512() {
     static const CpuKernels k = [] {
         CpuKernels t = make_kernels("avx512", quantize_act_avx512, dot_avx512<1>, dot_avx512<2>, dot_avx512<3>,
                                     dot_avx512<4>, dot_avx512<8>, dot_f32_avx512, decode_meta_avx512, cvt_f16_avx512,
-                                    sum_bits_avx512, dot_f16_avx512);
+                                    sum_bits_avx512, dot_f16_avx512, swiglu_avx512);
         t.tiles = cpu_has_gfni() ? tiles_avx512 : nullptr;  // tiles_avx512_gfni.cpp
         return t;
     }();

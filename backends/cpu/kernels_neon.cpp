@@ -14,6 +14,7 @@
 // they are widened to int32 before adding.
 #include <arm_neon.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "backends/cpu/dispatch.h"
@@ -335,6 +336,48 @@ void decode_meta_neon(const WeightView& w, uint64_t mrow, float* s, float* m) {
     if (done < r.cols) decode_meta_cols_ref(w, mrow, done, r.cols, s, m);
 }
 
+// silu(x) * g: e^-x = 2^n * p(r) with n = round(-x / ln 2), r = -x - n ln 2 in [-ln2/2, ln2/2]
+// (ln 2 split in two so that r is exact) and p the degree-6 Taylor polynomial (truncation
+// error below 7e-8 relative); -x below -87 is taken as -87 (silu changes by less than 1e-36
+// absolute) and e^-x is inf for -x above 88 (silu is then -0, as in float arithmetic). A NaN x
+// stays NaN: it is the numerator.
+static inline float32x4_t exp_neg_neon(float32x4_t x) {
+    const float32x4_t tx = vnegq_f32(x);
+    const float32x4_t t = vminq_f32(vmaxq_f32(tx, vdupq_n_f32(-87.0f)), vdupq_n_f32(88.0f));
+    const int32x4_t ni = vcvtnq_s32_f32(vmulq_n_f32(t, 1.44269504088896341f));
+    const float32x4_t n = vcvtq_f32_s32(ni);
+    float32x4_t r = vfmsq_f32(t, n, vdupq_n_f32(0.693359375f));
+    r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
+    float32x4_t p = vdupq_n_f32(1.0f / 720);
+    p = vfmaq_f32(vdupq_n_f32(1.0f / 120), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f / 24), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f / 6), p, r);
+    p = vfmaq_f32(vdupq_n_f32(0.5f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f), p, r);
+    const float32x4_t e = vmulq_f32(p, vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(ni, vdupq_n_s32(127)), 23)));
+    return vbslq_f32(vcgtq_f32(tx, vdupq_n_f32(88.0f)), vdupq_n_f32(INFINITY), e);
+}
+
+void swiglu_neon(const float* x, const float* g, float* y, uint64_t n) {
+    uint64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t xv = vld1q_f32(x + i);
+        float32x4_t v = vdivq_f32(xv, vaddq_f32(vdupq_n_f32(1.0f), exp_neg_neon(xv)));
+        if (g) v = vmulq_f32(v, vld1q_f32(g + i));
+        vst1q_f32(y + i, v);
+    }
+    if (i < n) {  // the tail through a full vector
+        float xt[4] = {}, yt[4], gt[4] = {};
+        for (uint64_t j = i; j < n; ++j) {
+            xt[j - i] = x[j];
+            if (g) gt[j - i] = g[j];
+        }
+        swiglu_neon(xt, g ? gt : nullptr, yt, 4);
+        for (uint64_t j = i; j < n; ++j) y[j] = yt[j - i];
+    }
+}
+
 void cvt_f16_neon(const uint16_t* src, float* dst, uint64_t n) {
     uint64_t i = 0;
     for (; i + 4 <= n; i += 4) vst1q_f32(dst + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(src + i))));
@@ -377,7 +420,7 @@ float sum_bits_neon(const uint8_t* bits, const float* x, uint64_t n) {
 const CpuKernels& kernels_neon() {
     static const CpuKernels k =
         make_kernels("neon", quantize_act_neon, dot_neon<1>, dot_neon<2>, dot_neon<3>, dot_neon<4>, dot_neon<8>,
-                     dot_f32_neon, decode_meta_neon, cvt_f16_neon, sum_bits_neon, dot_f16_neon);
+                     dot_f32_neon, decode_meta_neon, cvt_f16_neon, sum_bits_neon, dot_f16_neon, swiglu_neon);
     return k;
 }
 

@@ -18,6 +18,11 @@ namespace lb {
 
 static uint64_t align64(uint64_t x) { return (x + 63) & ~uint64_t(63); }
 
+// Rows per range of a row-wise op: at least 8192 elements, so that an op on a few short rows (a
+// decode step) runs on the calling thread instead of paying a pool round trip (about 1 us) for
+// less work than that.
+static uint64_t row_grain(int64_t K) { return std::max<uint64_t>(1, 8192 / uint64_t(std::max<int64_t>(K, 1))); }
+
 static inline float load_f(Type t, const uint8_t* p) {
     uint16_t h;
     switch (t) {
@@ -88,35 +93,41 @@ static void cpu_rms_norm(Tensor& t, const CpuCtx& c) {
     const Tensor& a = *t.src[0];
     const int64_t K = a.ne[0];
     const double eps = t.fp[0];
-    c.pool->parallel_for(uint64_t(a.nrows()), [&](uint64_t b, uint64_t e, int) {
-        for (uint64_t r = b; r < e; ++r) {
-            const float* x = in_row(a, int64_t(r));
-            float* y = out_row(t, int64_t(r));
-            double ss = 0;
-            for (int64_t i = 0; i < K; ++i) ss += double(x[i]) * x[i];
-            const float inv = float(1.0 / std::sqrt(ss / double(K) + eps));
-            for (int64_t i = 0; i < K; ++i) y[i] = x[i] * inv;
-        }
-    });
+    c.pool->parallel_for(
+        uint64_t(a.nrows()),
+        [&](uint64_t b, uint64_t e, int) {
+            for (uint64_t r = b; r < e; ++r) {
+                const float* x = in_row(a, int64_t(r));
+                float* y = out_row(t, int64_t(r));
+                double ss = 0;
+                for (int64_t i = 0; i < K; ++i) ss += double(x[i]) * x[i];
+                const float inv = float(1.0 / std::sqrt(ss / double(K) + eps));
+                for (int64_t i = 0; i < K; ++i) y[i] = x[i] * inv;
+            }
+        },
+        row_grain(K));
 }
 
 static void cpu_layer_norm(Tensor& t, const CpuCtx& c) {
     const Tensor& a = *t.src[0];
     const int64_t K = a.ne[0];
     const double eps = t.fp[0];
-    c.pool->parallel_for(uint64_t(a.nrows()), [&](uint64_t b, uint64_t e, int) {
-        for (uint64_t r = b; r < e; ++r) {
-            const float* x = in_row(a, int64_t(r));
-            float* y = out_row(t, int64_t(r));
-            double s = 0;
-            for (int64_t i = 0; i < K; ++i) s += x[i];
-            const double mean = s / double(K);
-            double v = 0;
-            for (int64_t i = 0; i < K; ++i) v += (x[i] - mean) * (x[i] - mean);
-            const double inv = 1.0 / std::sqrt(v / double(K) + eps);
-            for (int64_t i = 0; i < K; ++i) y[i] = float((x[i] - mean) * inv);
-        }
-    });
+    c.pool->parallel_for(
+        uint64_t(a.nrows()),
+        [&](uint64_t b, uint64_t e, int) {
+            for (uint64_t r = b; r < e; ++r) {
+                const float* x = in_row(a, int64_t(r));
+                float* y = out_row(t, int64_t(r));
+                double s = 0;
+                for (int64_t i = 0; i < K; ++i) s += x[i];
+                const double mean = s / double(K);
+                double v = 0;
+                for (int64_t i = 0; i < K; ++i) v += (x[i] - mean) * (x[i] - mean);
+                const double inv = 1.0 / std::sqrt(v / double(K) + eps);
+                for (int64_t i = 0; i < K; ++i) y[i] = float((x[i] - mean) * inv);
+            }
+        },
+        row_grain(K));
 }
 
 // ---- elementwise ----------------------------------------------------------------------------
@@ -126,25 +137,28 @@ static void binary(Tensor& t, const CpuCtx& c) {
     const Tensor& a = *t.src[0];
     const Tensor& bt = *t.src[1];
     const int64_t K = a.ne[0];
-    c.pool->parallel_for(uint64_t(a.nrows()), [&](uint64_t b, uint64_t e, int) {
-        for (uint64_t r = b; r < e; ++r) {
-            const int64_t i1 = int64_t(r) % a.ne[1], i2 = (int64_t(r) / a.ne[1]) % a.ne[2];
-            const int64_t i3 = int64_t(r) / (a.ne[1] * a.ne[2]);
-            const uint8_t* br = static_cast<const uint8_t*>(bt.data) + (i1 % bt.ne[1]) * bt.nb[1] +
-                                (i2 % bt.ne[2]) * bt.nb[2] + (i3 % bt.ne[3]) * bt.nb[3];
-            const float* x = in_row(a, int64_t(r));
-            float* y = out_row(t, int64_t(r));
-            if (bt.type == Type::f32) {
-                const float* z = reinterpret_cast<const float*>(br);
-                for (int64_t i = 0; i < K; ++i) y[i] = MUL ? x[i] * z[i] : x[i] + z[i];
-            } else {
-                for (int64_t i = 0; i < K; ++i) {
-                    const float z = load_f(bt.type, br + 2 * i);
-                    y[i] = MUL ? x[i] * z : x[i] + z;
+    c.pool->parallel_for(
+        uint64_t(a.nrows()),
+        [&](uint64_t b, uint64_t e, int) {
+            for (uint64_t r = b; r < e; ++r) {
+                const int64_t i1 = int64_t(r) % a.ne[1], i2 = (int64_t(r) / a.ne[1]) % a.ne[2];
+                const int64_t i3 = int64_t(r) / (a.ne[1] * a.ne[2]);
+                const uint8_t* br = static_cast<const uint8_t*>(bt.data) + (i1 % bt.ne[1]) * bt.nb[1] +
+                                    (i2 % bt.ne[2]) * bt.nb[2] + (i3 % bt.ne[3]) * bt.nb[3];
+                const float* x = in_row(a, int64_t(r));
+                float* y = out_row(t, int64_t(r));
+                if (bt.type == Type::f32) {
+                    const float* z = reinterpret_cast<const float*>(br);
+                    for (int64_t i = 0; i < K; ++i) y[i] = MUL ? x[i] * z[i] : x[i] + z[i];
+                } else {
+                    for (int64_t i = 0; i < K; ++i) {
+                        const float z = load_f(bt.type, br + 2 * i);
+                        y[i] = MUL ? x[i] * z : x[i] + z;
+                    }
                 }
             }
-        }
-    });
+        },
+        row_grain(K));
 }
 static void cpu_add(Tensor& t, const CpuCtx& c) { binary<false>(t, c); }
 static void cpu_mul(Tensor& t, const CpuCtx& c) { binary<true>(t, c); }
@@ -154,28 +168,38 @@ template <class F>
 static void unary(Tensor& t, const CpuCtx& c, F f) {
     const Tensor& a = *t.src[0];
     const int64_t K = a.ne[0];
-    c.pool->parallel_for(uint64_t(a.nrows()), [&](uint64_t b, uint64_t e, int) {
-        for (uint64_t r = b; r < e; ++r) {
-            const float* x = in_row(a, int64_t(r));
-            float* y = out_row(t, int64_t(r));
-            for (int64_t i = 0; i < K; ++i) y[i] = f(x[i], i, int64_t(r));
-        }
-    });
+    c.pool->parallel_for(
+        uint64_t(a.nrows()),
+        [&](uint64_t b, uint64_t e, int) {
+            for (uint64_t r = b; r < e; ++r) {
+                const float* x = in_row(a, int64_t(r));
+                float* y = out_row(t, int64_t(r));
+                for (int64_t i = 0; i < K; ++i) y[i] = f(x[i], i, int64_t(r));
+            }
+        },
+        row_grain(K));
 }
-
-static inline float silu_f(float x) { return x / (1.0f + std::exp(-x)); }
 
 static void cpu_scale(Tensor& t, const CpuCtx& c) {
     const float s = t.fp[0];
     unary(t, c, [s](float x, int64_t, int64_t) { return x * s; });
 }
-static void cpu_silu(Tensor& t, const CpuCtx& c) {
-    unary(t, c, [](float x, int64_t, int64_t) { return silu_f(x); });
+// silu and swiglu: the kernel table's swiglu (a vectorized e^-x) on whole rows
+static void silu_rows(Tensor& t, const CpuCtx& c, const Tensor* g) {
+    const Tensor& a = *t.src[0];
+    const int64_t K = a.ne[0];
+    const CpuKernels& kern = kernels_best();
+    c.pool->parallel_for(
+        uint64_t(a.nrows()),
+        [&](uint64_t b, uint64_t e, int) {
+            for (uint64_t r = b; r < e; ++r)
+                kern.swiglu(in_row(a, int64_t(r)), g ? in_row(*g, int64_t(r)) : nullptr, out_row(t, int64_t(r)),
+                            uint64_t(K));
+        },
+        row_grain(K));
 }
-static void cpu_swiglu(Tensor& t, const CpuCtx& c) {
-    const Tensor& g = *t.src[1];
-    unary(t, c, [&g](float x, int64_t i, int64_t r) { return silu_f(x) * in_row(g, r)[i]; });
-}
+static void cpu_silu(Tensor& t, const CpuCtx& c) { silu_rows(t, c, nullptr); }
+static void cpu_swiglu(Tensor& t, const CpuCtx& c) { silu_rows(t, c, t.src[1]); }
 
 // ---- mul_mat --------------------------------------------------------------------------------
 // Quantized weights with all rows and contiguous activations go through the matmul driver
@@ -202,40 +226,58 @@ static void cpu_mul_mat(Tensor& t, const CpuCtx& c) {
                static_cast<float*>(t.data), *c.pool, c.work);
         return;
     }
-    // float path: one item = one weight row (n, a2, a3); it is dotted with every column that uses it
+    // float path: one item = one weight row (n, a2, a3); it is dotted with every column that uses
+    // it (M columns times the r2 x r3 broadcast). An f16 row used by a few columns (a decode
+    // step's attention: one column per query head of a KV head) is dotted as it is; else it is
+    // converted once.
     const int64_t K = w.ne[0], N = w.ne[1], M = x.ne[1];
     const int64_t r2 = x.ne[2] / w.ne[2], r3 = x.ne[3] / w.ne[3];
     const uint64_t items = uint64_t(N * w.ne[2] * w.ne[3]);
+    const int64_t uses = M * r2 * r3;
+    const bool f16_direct = w.type == Type::f16 && w.nb[0] == 2 && uses <= 4;
     const WeightView qv = w.quantized() ? w.weight_view() : WeightView{};
-    c.pool->parallel_for(items, [&](uint64_t b, uint64_t e, int th) {
-        float* scratch = reinterpret_cast<float*>(c.work + uint64_t(th) * align64(4 * uint64_t(K)));
-        for (uint64_t it = b; it < e; ++it) {
-            const int64_t n = int64_t(it) % N, a2 = (int64_t(it) / N) % w.ne[2], a3 = int64_t(it) / (N * w.ne[2]);
-            const float* wr = scratch;
-            const uint16_t* wh = nullptr;  // an f16 row used by one column: dotted as it is
-            if (w.quantized()) {
-                dequant_row_ref(qv, w.qrow0 + uint64_t(n), scratch);
-            } else {
-                const uint8_t* src = static_cast<const uint8_t*>(w.data) + n * w.nb[1] + a2 * w.nb[2] + a3 * w.nb[3];
-                if (w.type == Type::f32)
-                    wr = reinterpret_cast<const float*>(src);
-                else if (w.type == Type::f16 && w.nb[0] == 2 && M * r2 * r3 == 1)
-                    wh = reinterpret_cast<const uint16_t*>(src);
-                else if (w.type == Type::f16 && w.nb[0] == 2)
-                    kern.cvt_f16(reinterpret_cast<const uint16_t*>(src), scratch, uint64_t(K));
-                else
-                    for (int64_t i = 0; i < K; ++i) scratch[i] = load_f(w.type, src + 2 * i);
-            }
-            for (int64_t b3 = a3 * r3; b3 < (a3 + 1) * r3; ++b3)
-                for (int64_t b2 = a2 * r2; b2 < (a2 + 1) * r2; ++b2)
-                    for (int64_t m = 0; m < M; ++m) {
-                        const float* xr = reinterpret_cast<const float*>(static_cast<const uint8_t*>(x.data) +
-                                                                         m * x.nb[1] + b2 * x.nb[2] + b3 * x.nb[3]);
-                        float* y = static_cast<float*>(t.data) + n + N * (m + M * (b2 + x.ne[2] * b3));
-                        *y = wh ? kern.dot_f16(wh, xr, uint64_t(K)) : kern.dot_f32(wr, xr, uint64_t(K));
+    const uint64_t grain = std::max<uint64_t>(1, 8192 / uint64_t(std::max<int64_t>(K * uses, 1)));
+    c.pool->parallel_for(
+        items,
+        [&](uint64_t b, uint64_t e, int th) {
+            float* scratch = reinterpret_cast<float*>(c.work + uint64_t(th) * align64(4 * uint64_t(K)));
+            int64_t n = int64_t(b) % N, a2 = (int64_t(b) / N) % w.ne[2], a3 = int64_t(b) / (N * w.ne[2]);
+            for (uint64_t it = b; it < e; ++it) {
+                const float* wr = scratch;
+                const uint16_t* wh = nullptr;
+                if (w.quantized()) {
+                    dequant_row_ref(qv, w.qrow0 + uint64_t(n), scratch);
+                } else {
+                    const uint8_t* src =
+                        static_cast<const uint8_t*>(w.data) + n * w.nb[1] + a2 * w.nb[2] + a3 * w.nb[3];
+                    if (w.type == Type::f32)
+                        wr = reinterpret_cast<const float*>(src);
+                    else if (f16_direct)
+                        wh = reinterpret_cast<const uint16_t*>(src);
+                    else if (w.type == Type::f16 && w.nb[0] == 2)
+                        kern.cvt_f16(reinterpret_cast<const uint16_t*>(src), scratch, uint64_t(K));
+                    else
+                        for (int64_t i = 0; i < K; ++i) scratch[i] = load_f(w.type, src + i * w.nb[0]);
+                }
+                for (int64_t b3 = a3 * r3; b3 < (a3 + 1) * r3; ++b3)
+                    for (int64_t b2 = a2 * r2; b2 < (a2 + 1) * r2; ++b2) {
+                        const uint8_t* xb = static_cast<const uint8_t*>(x.data) + b2 * x.nb[2] + b3 * x.nb[3];
+                        float* yb = static_cast<float*>(t.data) + n + N * M * (b2 + x.ne[2] * b3);
+                        for (int64_t m = 0; m < M; ++m) {
+                            const float* xr = reinterpret_cast<const float*>(xb + m * x.nb[1]);
+                            yb[N * m] = wh ? kern.dot_f16(wh, xr, uint64_t(K)) : kern.dot_f32(wr, xr, uint64_t(K));
+                        }
                     }
-        }
-    });
+                if (++n == N) {  // the next item: (n, a2, a3) in row-major order
+                    n = 0;
+                    if (++a2 == w.ne[2]) {
+                        a2 = 0;
+                        ++a3;
+                    }
+                }
+            }
+        },
+        grain);
 }
 
 // ---- rope -----------------------------------------------------------------------------------
@@ -286,56 +328,90 @@ static void cpu_softmax(Tensor& t, const CpuCtx& c) {
     const int32_t* pos = t.src[1] ? ids_of(*t.src[1]) : nullptr;
     const int64_t K = a.ne[0];
     const float scale = t.fp[0];
-    c.pool->parallel_for(uint64_t(a.nrows()), [&](uint64_t b, uint64_t e, int) {
-        for (uint64_t r = b; r < e; ++r) {
-            const float* x = in_row(a, int64_t(r));
-            float* y = out_row(t, int64_t(r));
-            int64_t vis = K;  // keys 0..vis-1 are visible
-            if (pos) vis = std::max<int64_t>(0, std::min<int64_t>(K, int64_t(pos[int64_t(r) % a.ne[1]]) + 1));
-            float mx = -INFINITY;
-            for (int64_t j = 0; j < vis; ++j) mx = std::max(mx, scale * x[j]);
-            double sum = 0;
-            for (int64_t j = 0; j < vis; ++j) {
-                y[j] = std::exp(scale * x[j] - mx);
-                sum += y[j];
+    c.pool->parallel_for(
+        uint64_t(a.nrows()),
+        [&](uint64_t b, uint64_t e, int) {
+            for (uint64_t r = b; r < e; ++r) {
+                const float* x = in_row(a, int64_t(r));
+                float* y = out_row(t, int64_t(r));
+                int64_t vis = K;  // keys 0..vis-1 are visible
+                if (pos) vis = std::max<int64_t>(0, std::min<int64_t>(K, int64_t(pos[int64_t(r) % a.ne[1]]) + 1));
+                float mx = -INFINITY;
+                for (int64_t j = 0; j < vis; ++j) mx = std::max(mx, scale * x[j]);
+                double sum = 0;
+                for (int64_t j = 0; j < vis; ++j) {
+                    y[j] = std::exp(scale * x[j] - mx);
+                    sum += y[j];
+                }
+                const float inv = vis ? float(1.0 / sum) : 0.0f;
+                for (int64_t j = 0; j < vis; ++j) y[j] *= inv;
+                for (int64_t j = vis; j < K; ++j) y[j] = 0.0f;
             }
-            const float inv = vis ? float(1.0 / sum) : 0.0f;
-            for (int64_t j = 0; j < vis; ++j) y[j] *= inv;
-            for (int64_t j = vis; j < K; ++j) y[j] = 0.0f;
-        }
-    });
+        },
+        row_grain(K));
 }
 
 // ---- copies ---------------------------------------------------------------------------------
+// Walks the rows of a tensor in order without a division per row.
+struct RowCursor {
+    const Tensor& t;
+    int64_t i1, i2, i3;
+    RowCursor(const Tensor& t_, int64_t r)
+        : t(t_), i1(r % t_.ne[1]), i2((r / t_.ne[1]) % t_.ne[2]), i3(r / (t_.ne[1] * t_.ne[2])) {}
+    uint8_t* ptr() const { return static_cast<uint8_t*>(t.data) + i1 * t.nb[1] + i2 * t.nb[2] + i3 * t.nb[3]; }
+    void next() {
+        if (++i1 < t.ne[1]) return;
+        i1 = 0;
+        if (++i2 < t.ne[2]) return;
+        i2 = 0;
+        ++i3;
+    }
+};
+
 // dst element i (in row-major order of dst) = src element i (in row-major order of src),
 // converted; the element counts are equal. Same type: raw element bytes (i32 stays exact).
 static void copy_elements(const Tensor& s, const Tensor& d, ThreadPool& pool) {
     const uint64_t es = type_size(s.type);
     const bool same_shape = s.ne[0] == d.ne[0] && s.ne[1] == d.ne[1] && s.ne[2] == d.ne[2] && s.ne[3] == d.ne[3];
+    const bool dense_rows = same_shape && s.type == d.type && s.nb[0] == es && d.nb[0] == es;
     const int64_t K = s.ne[0];
-    pool.parallel_for(uint64_t(s.nrows()), [&](uint64_t b, uint64_t e, int) {
-        for (uint64_t r = b; r < e; ++r) {
-            const uint8_t* sr = s.row(int64_t(r));
-            for (int64_t i = 0; i < K; ++i) {
-                uint8_t* dp;
-                if (same_shape) {
-                    dp = d.row(int64_t(r)) + uint64_t(i) * d.nb[0];
-                } else {
+    auto copy_one = [&](uint8_t* dp, const uint8_t* sp) {
+        if (s.type != d.type)
+            store_f(d.type, dp, load_f(s.type, sp));
+        else if (es == 4)
+            std::memcpy(dp, sp, 4);
+        else if (es == 2)
+            std::memcpy(dp, sp, 2);
+        else
+            std::memcpy(dp, sp, es);
+    };
+    pool.parallel_for(
+        uint64_t(s.nrows()),
+        [&](uint64_t b, uint64_t e, int) {
+            RowCursor sc(s, int64_t(b)), dc(d, int64_t(b));
+            for (uint64_t r = b; r < e; ++r, sc.next()) {
+                const uint8_t* sr = sc.ptr();
+                if (same_shape) {  // element i of row r goes to element i of dst's row r
+                    uint8_t* dr = dc.ptr();
+                    dc.next();
+                    if (dense_rows) {
+                        std::memcpy(dr, sr, uint64_t(K) * es);
+                        continue;
+                    }
+                    for (int64_t i = 0; i < K; ++i) copy_one(dr + uint64_t(i) * d.nb[0], sr + uint64_t(i) * s.nb[0]);
+                    continue;
+                }
+                for (int64_t i = 0; i < K; ++i) {
                     int64_t f = int64_t(r) * K + i, off = 0;
                     for (int k = 0; k < kMaxDims; ++k) {
                         off += (f % d.ne[k]) * int64_t(d.nb[k]);
                         f /= d.ne[k];
                     }
-                    dp = static_cast<uint8_t*>(d.data) + off;
+                    copy_one(static_cast<uint8_t*>(d.data) + off, sr + uint64_t(i) * s.nb[0]);
                 }
-                const uint8_t* sp = sr + uint64_t(i) * s.nb[0];
-                if (s.type == d.type)
-                    std::memcpy(dp, sp, es);
-                else
-                    store_f(d.type, dp, load_f(s.type, sp));
             }
-        }
-    });
+        },
+        row_grain(K));
 }
 
 static void cpu_cpy(Tensor& t, const CpuCtx& c) { copy_elements(*t.src[0], t, *c.pool); }
@@ -346,15 +422,18 @@ static void cpu_argmax(Tensor& t, const CpuCtx& c) {
     const Tensor& a = *t.src[0];
     const int64_t K = a.ne[0];
     int32_t* out = static_cast<int32_t*>(t.data);
-    c.pool->parallel_for(uint64_t(a.nrows()), [&](uint64_t b, uint64_t e, int) {
-        for (uint64_t r = b; r < e; ++r) {
-            const float* x = in_row(a, int64_t(r));
-            int64_t best = 0;
-            for (int64_t i = 1; i < K; ++i)
-                if (x[i] > x[best] || (std::isnan(x[best]) && !std::isnan(x[i]))) best = i;
-            out[r] = int32_t(best);
-        }
-    });
+    c.pool->parallel_for(
+        uint64_t(a.nrows()),
+        [&](uint64_t b, uint64_t e, int) {
+            for (uint64_t r = b; r < e; ++r) {
+                const float* x = in_row(a, int64_t(r));
+                int64_t best = 0;
+                for (int64_t i = 1; i < K; ++i)
+                    if (x[i] > x[best] || (std::isnan(x[best]) && !std::isnan(x[i]))) best = i;
+                out[r] = int32_t(best);
+            }
+        },
+        row_grain(K));
 }
 
 // ---- dispatch table, generated from LB_OPS ----------------------------------------------------
