@@ -379,6 +379,64 @@ struct OffsetAllocator {
 };
 }  // namespace
 
+// Decode projections that read the same input (q, k and v; gate and up) run as one job on the
+// pool: cpu_compute_group. Each groupable mul_mat (backends/cpu/ops_cpu.h) whose weight is a
+// plain leaf and that waits for no cpy moves, with its weight if that comes later, to just
+// after the last member so far of its input's group (the first such node stays where it is):
+// its sources are then still placed before it, and its readers after it.
+void Graph::group_projections(const std::unordered_map<Tensor*, std::vector<Tensor*>>& extra) {
+    std::unordered_map<Tensor*, size_t> pos;
+    for (size_t i = 0; i < order_.size(); ++i) pos[order_[i]] = i;
+    std::unordered_map<Tensor*, Tensor*> anchor_of;              // input -> its group's first node
+    std::unordered_map<Tensor*, std::vector<Tensor*>> attached;  // first node -> moved nodes, in order
+    std::unordered_map<Tensor*, size_t> members;
+    std::unordered_map<Tensor*, bool> moved;
+    for (Tensor* t : order_) {
+        if (!cpu_groupable(*t)) continue;
+        Tensor* w = t->src[0];
+        const bool leaf_weight = w->op == Op::none && !w->view_src;
+        auto it = anchor_of.find(t->src[1]);
+        if (it == anchor_of.end() || !leaf_weight || extra.count(t) || members[it->second] >= kCpuGroupMax) {
+            if (it == anchor_of.end()) {
+                anchor_of[t->src[1]] = t;
+                members[t] = 1;
+            }
+            continue;
+        }
+        Tensor* a = it->second;
+        if (pos[w] > pos[a] && !moved[w]) {  // the weight comes along (once: a leaf may have many readers)
+            attached[a].push_back(w);
+            moved[w] = true;
+        }
+        attached[a].push_back(t);
+        moved[t] = true;
+        ++members[a];
+    }
+    std::vector<Tensor*> out;
+    out.reserve(order_.size());
+    span_.clear();
+    for (Tensor* t : order_) {
+        if (moved.count(t)) continue;
+        out.push_back(t);
+        span_.push_back(1);
+        auto at = attached.find(t);
+        if (at == attached.end()) continue;
+        span_.back() = uint32_t(1 + at->second.size());
+        for (Tensor* m : at->second) {
+            out.push_back(m);
+            span_.push_back(1);
+        }
+    }
+    order_ = std::move(out);
+}
+
+size_t Graph::group_members(size_t i, Tensor** members) const {
+    size_t count = 0;
+    for (size_t j = i; j < i + span_[i]; ++j)
+        if (op_kind(order_[j]->op) == OpKind::compute) members[count++] = order_[j];
+    return count;
+}
+
 void Graph::plan(int max_threads) {
     LB_CHECK(max_threads >= 1, "plan: max_threads %d must be >= 1", max_threads);
     planned_ = false;
@@ -437,6 +495,8 @@ void Graph::plan(int max_threads) {
         }
     }
 
+    group_projections(extra);
+
     // liveness: the last position at which each storage root is read; pinned roots live forever
     std::unordered_map<Tensor*, size_t> last;
     auto in_arena = [](Tensor* t) { return !t->view_src && (t->op != Op::none || (t->flags & tf_input)); };
@@ -467,6 +527,11 @@ void Graph::plan(int max_threads) {
             buffer_sum_ += size;
         }
         if (op_kind(t->op) == OpKind::compute) work_bytes_ = std::max(work_bytes_, cpu_work_bytes(*t, max_threads));
+        if (span_[i] > 1) {
+            Tensor* members[kCpuGroupMax];
+            const size_t count = group_members(i, members);
+            work_bytes_ = std::max(work_bytes_, cpu_group_work_bytes(members, count, max_threads));
+        }
         for (Tensor* f : frees[i]) alloc.release(offset[f], align64(f->nbytes()));
     }
     arena_bytes_ = alloc.end;
@@ -493,9 +558,17 @@ void Graph::compute(ThreadPool& pool) {
     CpuCtx ctx;
     ctx.pool = &pool;
     ctx.work = work_;
-    for (Tensor* t : order_) {
+    for (size_t i = 0; i < order_.size(); ++i) {
+        Tensor* t = order_[i];
         // views follow their source (user memory, e.g. a KV cache, may have been moved)
         if (t->view_src) t->data = static_cast<uint8_t*>(t->view_src->data) + t->view_offs;
+        if (span_[i] > 1) {  // a group's members and the leaves between them: no views
+            Tensor* members[kCpuGroupMax];
+            const size_t count = group_members(i, members);
+            cpu_compute_group(members, count, ctx);
+            i += span_[i] - 1;
+            continue;
+        }
         if (op_kind(t->op) == OpKind::compute) cpu_compute(*t, ctx);
     }
 }

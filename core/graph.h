@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "core/tensor.h"
@@ -97,10 +98,16 @@ class Graph {
  private:
     Tensor* new_tensor(Op op, Tensor* a, Tensor* b, const char* name);
     Tensor* finish(Tensor* t);  // runs the op's shape check
+    // plan(): moves decode projections of one input next to each other and sets span_
+    void group_projections(const std::unordered_map<Tensor*, std::vector<Tensor*>>& extra);
+    size_t group_members(size_t i, Tensor** members) const;  // the compute nodes of the group at i
 
     std::vector<std::unique_ptr<Tensor>> tensors_;  // creation order
     std::vector<Tensor*> outputs_;
     std::vector<Tensor*> order_;
+    // per position of order_: the entries a group of mul_mat nodes run as one job spans
+    // (cpu_compute_group), from its first member; 1 elsewhere
+    std::vector<uint32_t> span_;
     std::vector<uint64_t> arena_store_;  // 64-byte aligned by construction (uint64_t + rounding)
     uint8_t* arena_ = nullptr;
     uint8_t* work_ = nullptr;

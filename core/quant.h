@@ -150,6 +150,11 @@ struct CpuKernels {
     // y = sum_i f16(w[i]) * x[i], n any: GEMV of f16 weights without a converted copy (the
     // optimized ones prefetch 4 KiB ahead: a GEMV streams its rows from DRAM)
     float (*dot_f16)(const uint16_t* w, const float* x, uint64_t n);
+    // y[j * ldy] = sum_i f16(w[i]) * x[j * ldx + i] for j < m, n any: one f16 row against m
+    // columns, the row converted once (attention over an f16 KV cache: a key or value row and
+    // the query heads that share it)
+    void (*dot_f16_cols)(const uint16_t* w, uint64_t n, const float* x, uint64_t ldx, uint64_t m, float* y,
+                         uint64_t ldy);
     // y[i] = silu(x[i]) * g[i] (g == nullptr: silu alone), silu(x) = x / (1 + e^-x); the
     // optimized ones evaluate e^-x with a degree-6 polynomial (within 2 ulp of std::exp)
     void (*swiglu)(const float* x, const float* g, float* y, uint64_t n);
@@ -167,7 +172,9 @@ CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint
                         void (*cvt_f16)(const uint16_t*, float*, uint64_t),
                         float (*sum_bits)(const uint8_t*, const float*, uint64_t),
                         float (*dot_f16)(const uint16_t*, const float*, uint64_t),
-                        void (*swiglu)(const float*, const float*, float*, uint64_t));
+                        void (*swiglu)(const float*, const float*, float*, uint64_t),
+                        void (*dot_f16_cols)(const uint16_t*, uint64_t, const float*, uint64_t, uint64_t, float*,
+                                             uint64_t));
 
 const CpuKernels& kernels_ref();
 

@@ -283,6 +283,11 @@ static float dot_f16_scalar(const uint16_t* w, const float* x, uint64_t n) {
     return acc;
 }
 
+static void dot_f16_cols_scalar(const uint16_t* w, uint64_t n, const float* x, uint64_t ldx, uint64_t m, float* y,
+                                uint64_t ldy) {
+    for (uint64_t j = 0; j < m; ++j) y[j * ldy] = dot_f16_scalar(w, x + j * ldx, n);
+}
+
 static void cvt_f16_scalar(const uint16_t* src, float* dst, uint64_t n) {
     for (uint64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(src[i]);
 }
@@ -304,7 +309,9 @@ CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint
                         void (*cvt_f16)(const uint16_t*, float*, uint64_t),
                         float (*sum_bits)(const uint8_t*, const float*, uint64_t),
                         float (*dot_f16)(const uint16_t*, const float*, uint64_t),
-                        void (*swiglu)(const float*, const float*, float*, uint64_t)) {
+                        void (*swiglu)(const float*, const float*, float*, uint64_t),
+                        void (*dot_f16_cols)(const uint16_t*, uint64_t, const float*, uint64_t, uint64_t, float*,
+                                             uint64_t)) {
     CpuKernels k{};
     k.isa = isa;
     k.quantize_act = quantize_act;
@@ -319,13 +326,14 @@ CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint
     k.sum_bits = sum_bits;
     k.dot_f16 = dot_f16;
     k.swiglu = swiglu;
+    k.dot_f16_cols = dot_f16_cols;
     return k;
 }
 
 const CpuKernels& kernels_ref() {
-    static const CpuKernels k =
-        make_kernels("ref", quantize_act_scalar, dot_ref<1>, dot_ref<2>, dot_ref<3>, dot_ref<4>, dot_ref<8>,
-                     dot_f32_scalar, decode_meta_ref, cvt_f16_scalar, sum_bits_scalar, dot_f16_scalar, swiglu_scalar);
+    static const CpuKernels k = make_kernels("ref", quantize_act_scalar, dot_ref<1>, dot_ref<2>, dot_ref<3>, dot_ref<4>,
+                                             dot_ref<8>, dot_f32_scalar, decode_meta_ref, cvt_f16_scalar,
+                                             sum_bits_scalar, dot_f16_scalar, swiglu_scalar, dot_f16_cols_scalar);
     return k;
 }
 

@@ -13,12 +13,13 @@
 #include <thread>
 #include <vector>
 
+#include "alloc_counter.h"
+#include "backends/cpu/dispatch.h"
+#include "backends/cpu/matmul.h"
 #include "core/error.h"
 #include "core/graph.h"
 #include "core/half.h"
 #include "core/random_weights.h"
-
-#include "alloc_counter.h"
 
 using namespace lb;
 
@@ -200,6 +201,53 @@ TEST_CASE("plan: a chain of non-elementwise ops through reused buffers matches a
         }
         for (int64_t b = 0; b < K; ++b)
             CHECK(o[j * K + b] == doctest::Approx(zv[b] / std::sqrt(ss / K + 1e-6)).epsilon(1e-5));
+    }
+}
+
+TEST_CASE("plan: decode projections of one input run as one job, with the results of running them alone") {
+    // a = W1 x, then an op on a, then W2 x and W3 x (the q, k, v pattern: k's rope and cache
+    // write come between the projections in topological order); a GEMM is never grouped
+    const int64_t K = 96, N1 = 40, N2 = 24, N3 = 33;
+    const Preset& q2 = *find_preset("q2_g32");
+    const Preset& b1 = *find_preset("b1_sign");
+    const QParams p1 = preset_params(q2, N1, K), p2 = preset_params(q2, N2, K), p3 = preset_params(b1, N3, K);
+    const std::vector<uint8_t> w1 = random_weight(q2.type, p1, N1, K, 1), w2 = random_weight(q2.type, p2, N2, K, 2),
+                               w3 = random_weight(b1.type, p3, N3, K, 3);
+    for (int64_t ncols : {1, 2}) {
+        CAPTURE(ncols);
+        std::vector<float> x(size_t(K * ncols));
+        Rng r{7};
+        for (float& v : x) v = r.normal();
+        Graph g;
+        Tensor* X = g.external(Type::f32, {K, ncols}, x.data(), "x");
+        Tensor* W1 = g.weight("w1", q2.type, p1, N1, K, w1.data());
+        Tensor* a = g.mul_mat(W1, X);
+        Tensor* b = g.scale(a, 2.0f);
+        Tensor* c = g.mul_mat(g.weight("w2", q2.type, p2, N2, K, w2.data()), X);
+        Tensor* d = g.mul_mat(g.weight("w3", b1.type, p3, N3, K, w3.data()), X);
+        for (Tensor* t : {b, c, d}) g.output(t);
+        g.plan(2);
+        size_t pa = 0, pb = 0, pc = 0, pd = 0;
+        for (size_t i = 0; i < g.order().size(); ++i) {
+            const Tensor* t = g.order()[i];
+            pa = t == a ? i : pa, pb = t == b ? i : pb, pc = t == c ? i : pc, pd = t == d ? i : pd;
+        }
+        // the topological order alone puts b right after a; the group puts c and d (and their
+        // weights) there first
+        CHECK((ncols == 1) == (pa < pc && pc < pb && pd < pb && pa < pd));
+        ThreadPool pool(2);
+        g.compute(pool);
+        const CpuKernels& kern = kernels_best();
+        for (auto [t, blob, type, p, n] : {std::tuple{c, &w2, q2.type, p2, N2}, std::tuple{d, &w3, b1.type, p3, N3},
+                                           std::tuple{a, &w1, q2.type, p1, N1}}) {
+            std::vector<float> want(size_t(n * ncols));
+            matmul_simple(make_view(type, p, uint64_t(n), uint64_t(K), blob->data()), kern, x.data(), uint64_t(ncols),
+                          want.data());
+            const float* got = static_cast<const float*>(t == a ? b->data : t->data);
+            int bad = 0;
+            for (size_t i = 0; i < want.size(); ++i) bad += got[i] != (t == a ? 2.0f * want[i] : want[i]);
+            CHECK(bad == 0);
+        }
     }
 }
 

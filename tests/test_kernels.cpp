@@ -52,6 +52,7 @@ TEST_CASE("every kernel table is complete and no entry is the reference") {
         REQUIRE(bool(t->sum_bits));
         REQUIRE(bool(t->dot_f16));
         REQUIRE(bool(t->swiglu));
+        REQUIRE(bool(t->dot_f16_cols));
         for (int b : kBits) {
             REQUIRE(bool(t->dot[b]));
             if (t != &ref) CHECK_MESSAGE(bool(t->dot[b] != ref.dot[b]), "falls back");  // no silent fallback
@@ -66,6 +67,7 @@ TEST_CASE("every kernel table is complete and no entry is the reference") {
             CHECK_MESSAGE(bool(t->sum_bits != ref.sum_bits), "falls back");
             CHECK_MESSAGE(bool(t->dot_f16 != ref.dot_f16), "falls back");
             CHECK_MESSAGE(bool(t->swiglu != ref.swiglu), "falls back");
+            CHECK_MESSAGE(bool(t->dot_f16_cols != ref.dot_f16_cols), "falls back");
         }
     }
 }
@@ -348,6 +350,34 @@ TEST_CASE("dot_f16 equals the reference for every length, with tails") {
     }
 }
 
+TEST_CASE("dot_f16_cols equals the reference for every column count and length, with tails") {
+    Rng r{78};
+    const uint64_t ldx = 203, ldy = 3;
+    std::vector<uint16_t> w(200);
+    for (uint16_t& v : w) v = f32_to_f16(r.normal());
+    std::vector<float> x(ldx * 21);
+    for (float& v : x) v = r.normal();
+    const CpuKernels& ref = kernels_ref();
+    for (const CpuKernels* t : kernels_available()) {
+        INFO("isa " << std::string(t->isa));
+        int bad = 0;
+        for (uint64_t m : {1, 3, 4, 5, 8, 9, 13, 21})
+            for (uint64_t n = 0; n <= 200; n += n < 40 ? 1 : 37) {
+                std::vector<float> got(m * ldy, 12345.0f), want(m * ldy, 12345.0f);
+                t->dot_f16_cols(w.data(), n, x.data(), ldx, m, got.data(), ldy);
+                ref.dot_f16_cols(w.data(), n, x.data(), ldx, m, want.data(), ldy);
+                for (uint64_t j = 0; j < m * ldy; ++j) {
+                    double mag = 0;  // sum |w x| of the column: the rounding scale
+                    for (uint64_t i = 0; j % ldy == 0 && i < n; ++i)
+                        mag += std::fabs(f16_to_f32(w[i]) * x[(j / ldy) * ldx + i]);
+                    bad += !(std::fabs(got[j] - want[j]) <= 1e-6 * mag + 1e-30 ||
+                             (j % ldy != 0 && got[j] == 12345.0f));  // y between the strides untouched
+                }
+            }
+        CHECK(bad == 0);
+    }
+}
+
 TEST_CASE("sum_bits equals the reference for every length") {
     for (const CpuKernels* t : kernels_available()) {
         for (uint64_t n : {32ull, 64ull, 96ull, 576ull, 4096ull}) {
@@ -526,4 +556,62 @@ TEST_CASE("a tiled matmul on a thread pool allocates nothing") {
             CHECK_MESSAGE(after == before, "isa " << kern->isa << " ncols " << ncols);
         }
     }
+}
+
+TEST_CASE("matmul_group equals one matmul per weight, bit for bit, and allocates nothing") {
+    // members: two rg weights of one activation quantization (they share each thread's quantized
+    // column), a sign weight, an rg weight of another group, a third of the first kind after it;
+    // tiled where the table has tiled kernels, row layout otherwise, with untiled tail rows
+    const uint64_t k = 320;
+    struct Member {
+        const char* preset;
+        uint64_t n;
+    };
+    const Member members[] = {
+        {"q2_g32", 16 * 3 + 5}, {"q2_g32", 16 * 2}, {"b1_sign", 16 * 4 + 1}, {"q4_g64_hqq", 16 + 7}, {"q2_g32", 9}};
+    const size_t count = sizeof(members) / sizeof(members[0]);
+    std::vector<std::vector<uint8_t>> blobs;
+    std::vector<WeightView> ws;
+    for (size_t i = 0; i < count; ++i) {
+        const Preset& pr = *find_preset(members[i].preset);
+        const QParams p = preset_params(pr, members[i].n, k);
+        blobs.push_back(random_weight(pr.type, p, members[i].n, k, 40 + i));
+        ws.push_back(make_view(pr.type, p, members[i].n, k, blobs.back().data()));
+    }
+    std::vector<TiledWeight> tiled;
+    for (WeightView& w : ws)
+        if (tiled_supported(w)) {
+            tiled.push_back(make_tiled(w));
+            w.tiles = tiled.back().data.get();
+        }
+    const std::vector<float> x = randvec(k, 11);
+    for (const CpuKernels* kern : kernels_available()) {
+        INFO("isa " << std::string(kern->isa));
+        for (int nt : {1, 2, 3}) {
+            ThreadPool pool(nt);
+            std::vector<const WeightView*> wp;
+            std::vector<std::vector<float>> want(count), got(count);
+            std::vector<float*> yp;
+            for (size_t i = 0; i < count; ++i) {
+                REQUIRE(matmul_groupable(ws[i], 1));
+                want[i].resize(ws[i].n);
+                std::vector<uint8_t> scratch(matmul_scratch_bytes(ws[i], 1, nt));
+                matmul(ws[i], *kern, x.data(), 1, want[i].data(), pool, scratch.data());
+                got[i].assign(ws[i].n, std::nanf(""));
+                wp.push_back(&ws[i]);
+                yp.push_back(got[i].data());
+            }
+            std::vector<uint8_t> scratch(matmul_group_scratch_bytes(wp.data(), count, nt), 0xA5);
+            matmul_group(wp.data(), yp.data(), count, *kern, x.data(), pool, scratch.data());
+            for (size_t i = 0; i < count; ++i)
+                CHECK_MESSAGE(std::memcmp(got[i].data(), want[i].data(), 4 * ws[i].n) == 0,
+                              "threads " << nt << " member " << i);
+            const long before = allocations();
+            matmul_group(wp.data(), yp.data(), count, *kern, x.data(), pool, scratch.data());
+            const long after = allocations();
+            CHECK(after == before);
+        }
+    }
+    // a GEMM or a float weight is not a member
+    CHECK_FALSE(matmul_groupable(ws[0], 2));
 }

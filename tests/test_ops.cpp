@@ -272,27 +272,41 @@ TEST_CASE("mul_mat: f32, f16, bf16 weights, batch 1 and n, strided weight rows")
 }
 
 TEST_CASE("mul_mat: batched, weights broadcast over batches (grouped-query attention)") {
-    // w [K, N, A2, A3] = [16, 5, 2, 1], x [16, 3, 4, 2] -> y [5, 3, 4, 2]; x batch b2 uses w batch b2 / 2
-    const int64_t K = 16, N = 5, A2 = 2, M = 3, B2 = 4, B3 = 2;
-    const std::vector<float> w = randn(size_t(K * N * A2), 12), x = randn(size_t(K * M * B2 * B3), 13);
-    std::vector<uint16_t> w16 = to16(w, Type::f16);
-    const auto got = run3([&](Graph& g) {
-        Tensor* W = g.external(Type::f16, {K, N, A2}, w16.data(), "w");
-        return g.mul_mat(W, g.external(Type::f32, {K, M, B2, B3}, const_cast<float*>(x.data()), "x"));
-    });
-    std::vector<double> want;
-    for (int64_t b3 = 0; b3 < B3; ++b3)
-        for (int64_t b2 = 0; b2 < B2; ++b2)
-            for (int64_t j = 0; j < M; ++j)
-                for (int64_t o = 0; o < N; ++o) {
-                    double acc = 0;
-                    const int64_t a2 = b2 / (B2 / A2);
-                    for (int64_t i = 0; i < K; ++i)
-                        acc += double(f16_to_f32(w16[size_t((a2 * N + o) * K + i)])) *
-                               x[size_t(((b3 * B2 + b2) * M + j) * K + i)];
-                    want.push_back(acc);
-                }
-    check_close(got, want, 1e-5, 1e-5);
+    // w [K, N, A2, A3] = [K, 5, 2, 1], x [K, M, 4, 2] -> y [5, M, 4, 2]; x batch b2 uses w batch b2 / 2.
+    // M = 1 is a decode step (the heads sharing a row go through one kernel call); K = 64 and 70
+    // cover whole vectors and tails.
+    // heads_inner: w is a view whose batch rows are the nearer ones in memory (a K cache: the
+    // heads of one position are adjacent), element (i, o, a2) at (o * A2 + a2) * K + i
+    for (bool heads_inner : {false, true})
+        for (int64_t K : {16, 64, 70})
+            for (int64_t M : {1, 3}) {
+                CAPTURE(heads_inner);
+                CAPTURE(K);
+                CAPTURE(M);
+                const int64_t N = 5, A2 = 2, B2 = 4, B3 = 2;
+                const std::vector<float> w = randn(size_t(K * N * A2), 12), x = randn(size_t(K * M * B2 * B3), 13);
+                std::vector<uint16_t> w16 = to16(w, Type::f16);
+                const auto got = run3([&](Graph& g) {
+                    Tensor* W = g.external(Type::f16, {K, N, A2}, w16.data(), "w");
+                    if (heads_inner) W = g.view(W, {K, N, A2}, {uint64_t(2 * K * A2), uint64_t(2 * K)}, 0);
+                    return g.mul_mat(W, g.external(Type::f32, {K, M, B2, B3}, const_cast<float*>(x.data()), "x"));
+                });
+                std::vector<double> want;
+                for (int64_t b3 = 0; b3 < B3; ++b3)
+                    for (int64_t b2 = 0; b2 < B2; ++b2)
+                        for (int64_t j = 0; j < M; ++j)
+                            for (int64_t o = 0; o < N; ++o) {
+                                double acc = 0;
+                                const int64_t a2 = b2 / (B2 / A2);
+                                for (int64_t i = 0; i < K; ++i)
+                                    acc +=
+                                        double(f16_to_f32(
+                                            w16[size_t(heads_inner ? (o * A2 + a2) * K + i : (a2 * N + o) * K + i)])) *
+                                        x[size_t(((b3 * B2 + b2) * M + j) * K + i)];
+                                want.push_back(acc);
+                            }
+                check_close(got, want, 1e-5, 1e-5 * double(K));
+            }
 }
 
 TEST_CASE("mul_mat: quantized weights equal the matmul driver and are close to gemm_ref") {

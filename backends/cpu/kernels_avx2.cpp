@@ -280,6 +280,36 @@ void decode_meta_avx2(const WeightView& w, uint64_t mrow, float* s, float* m) {
     if (done < r.cols) decode_meta_cols_ref(w, mrow, done, r.cols, s, m);
 }
 
+// C columns at a time: the row's 8 values converted once, one accumulator per column; the
+// last n % 8 in scalar
+template <int C>
+static inline void dot_f16_cols_block(const uint16_t* w, uint64_t n, const float* x, uint64_t ldx, float* y,
+                                      uint64_t ldy) {
+    __m256 acc[C];
+    for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
+    uint64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 wv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i)));
+        for (int c = 0; c < C; ++c) acc[c] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + c * ldx + i), acc[c]);
+    }
+    for (int c = 0; c < C; ++c) {
+        float s = hsum(acc[c]);
+        for (uint64_t t = i; t < n; ++t) s += f16_to_f32(w[t]) * x[c * ldx + t];
+        y[c * ldy] = s;
+    }
+}
+
+void dot_f16_cols_avx2(const uint16_t* w, uint64_t n, const float* x, uint64_t ldx, uint64_t m, float* y,
+                       uint64_t ldy) {
+    uint64_t j = 0;
+    for (; j + 8 <= m; j += 8) dot_f16_cols_block<8>(w, n, x + j * ldx, ldx, y + j * ldy, ldy);
+    if (m - j >= 4) {
+        dot_f16_cols_block<4>(w, n, x + j * ldx, ldx, y + j * ldy, ldy);
+        j += 4;
+    }
+    for (; j < m; ++j) dot_f16_cols_block<1>(w, n, x + j * ldx, ldx, y + j * ldy, ldy);
+}
+
 // silu(x) * g: e^-x = 2^n * p(r) with n = round(-x / ln 2), r = -x - n ln 2 in [-ln2/2, ln2/2]
 // (ln 2 split in two so that r is exact) and p the degree-6 Taylor polynomial (truncation
 // error below 7e-8 relative); -x below -87 is taken as -87 (silu changes by less than 1e-36
@@ -364,9 +394,9 @@ float sum_bits_avx2(const uint8_t* bits, const float* x, uint64_t n) {
 }  // namespace
 
 const CpuKernels& kernels_avx2() {
-    static const CpuKernels k =
-        make_kernels("avx2", quantize_act_avx2, dot_avx2<1>, dot_avx2<2>, dot_avx2<3>, dot_avx2<4>, dot_avx2<8>,
-                     dot_f32_avx2, decode_meta_avx2, cvt_f16_avx2, sum_bits_avx2, dot_f16_avx2, swiglu_avx2);
+    static const CpuKernels k = make_kernels("avx2", quantize_act_avx2, dot_avx2<1>, dot_avx2<2>, dot_avx2<3>,
+                                             dot_avx2<4>, dot_avx2<8>, dot_f32_avx2, decode_meta_avx2, cvt_f16_avx2,
+                                             sum_bits_avx2, dot_f16_avx2, swiglu_avx2, dot_f16_cols_avx2);
     return k;
 }
 

@@ -346,6 +346,31 @@ void decode_meta_avx512(const WeightView& w, uint64_t mrow, float* s, float* m) 
     if (done < r.cols) decode_meta_cols_ref(w, mrow, done, r.cols, s, m);
 }
 
+// C columns at a time: the row's 16 values converted once, one accumulator per column
+template <int C>
+static inline void dot_f16_cols_block(const uint16_t* w, uint64_t n, const float* x, uint64_t ldx, float* y,
+                                      uint64_t ldy) {
+    __m512 acc[C];
+    for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
+    for (uint64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
+        const __m512 wv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w + i));
+        for (int c = 0; c < C; ++c) acc[c] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + c * ldx + i), acc[c]);
+    }
+    for (int c = 0; c < C; ++c) y[c * ldy] = hsum(acc[c]);
+}
+
+void dot_f16_cols_avx512(const uint16_t* w, uint64_t n, const float* x, uint64_t ldx, uint64_t m, float* y,
+                         uint64_t ldy) {
+    uint64_t j = 0;
+    for (; j + 8 <= m; j += 8) dot_f16_cols_block<8>(w, n, x + j * ldx, ldx, y + j * ldy, ldy);
+    if (m - j >= 4) {
+        dot_f16_cols_block<4>(w, n, x + j * ldx, ldx, y + j * ldy, ldy);
+        j += 4;
+    }
+    for (; j < m; ++j) dot_f16_cols_block<1>(w, n, x + j * ldx, ldx, y + j * ldy, ldy);
+}
+
 // silu(x) * g: e^-x = 2^n * p(r) with n = round(-x / ln 2), r = -x - n ln 2 in [-ln2/2, ln2/2]
 // (ln 2 split in two so that r is exact) and p the degree-6 Taylor polynomial (truncation
 // error below 7e-8 relative); -x below -87 is taken as -87 (silu changes by less than 1e-36
@@ -426,7 +451,7 @@ const CpuKernels& kernels_avx512() {
     static const CpuKernels k = [] {
         CpuKernels t = make_kernels("avx512", quantize_act_avx512, dot_avx512<1>, dot_avx512<2>, dot_avx512<3>,
                                     dot_avx512<4>, dot_avx512<8>, dot_f32_avx512, decode_meta_avx512, cvt_f16_avx512,
-                                    sum_bits_avx512, dot_f16_avx512, swiglu_avx512);
+                                    sum_bits_avx512, dot_f16_avx512, swiglu_avx512, dot_f16_cols_avx512);
         t.tiles = cpu_has_gfni() ? tiles_avx512 : nullptr;  // tiles_avx512_gfni.cpp
         return t;
     }();

@@ -336,6 +336,36 @@ void decode_meta_neon(const WeightView& w, uint64_t mrow, float* s, float* m) {
     if (done < r.cols) decode_meta_cols_ref(w, mrow, done, r.cols, s, m);
 }
 
+// C columns at a time: the row's 4 values converted once, one accumulator per column; the
+// last n % 4 in scalar
+template <int C>
+static inline void dot_f16_cols_block(const uint16_t* w, uint64_t n, const float* x, uint64_t ldx, float* y,
+                                      uint64_t ldy) {
+    float32x4_t acc[C];
+    for (int c = 0; c < C; ++c) acc[c] = vdupq_n_f32(0);
+    uint64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t wv = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(w + i)));
+        for (int c = 0; c < C; ++c) acc[c] = vfmaq_f32(acc[c], wv, vld1q_f32(x + c * ldx + i));
+    }
+    for (int c = 0; c < C; ++c) {
+        float s = vaddvq_f32(acc[c]);
+        for (uint64_t t = i; t < n; ++t) s += f16_to_f32(w[t]) * x[c * ldx + t];
+        y[c * ldy] = s;
+    }
+}
+
+void dot_f16_cols_neon(const uint16_t* w, uint64_t n, const float* x, uint64_t ldx, uint64_t m, float* y,
+                       uint64_t ldy) {
+    uint64_t j = 0;
+    for (; j + 8 <= m; j += 8) dot_f16_cols_block<8>(w, n, x + j * ldx, ldx, y + j * ldy, ldy);
+    if (m - j >= 4) {
+        dot_f16_cols_block<4>(w, n, x + j * ldx, ldx, y + j * ldy, ldy);
+        j += 4;
+    }
+    for (; j < m; ++j) dot_f16_cols_block<1>(w, n, x + j * ldx, ldx, y + j * ldy, ldy);
+}
+
 // silu(x) * g: e^-x = 2^n * p(r) with n = round(-x / ln 2), r = -x - n ln 2 in [-ln2/2, ln2/2]
 // (ln 2 split in two so that r is exact) and p the degree-6 Taylor polynomial (truncation
 // error below 7e-8 relative); -x below -87 is taken as -87 (silu changes by less than 1e-36
@@ -418,9 +448,9 @@ float sum_bits_neon(const uint8_t* bits, const float* x, uint64_t n) {
 }  // namespace
 
 const CpuKernels& kernels_neon() {
-    static const CpuKernels k =
-        make_kernels("neon", quantize_act_neon, dot_neon<1>, dot_neon<2>, dot_neon<3>, dot_neon<4>, dot_neon<8>,
-                     dot_f32_neon, decode_meta_neon, cvt_f16_neon, sum_bits_neon, dot_f16_neon, swiglu_neon);
+    static const CpuKernels k = make_kernels("neon", quantize_act_neon, dot_neon<1>, dot_neon<2>, dot_neon<3>,
+                                             dot_neon<4>, dot_neon<8>, dot_f32_neon, decode_meta_neon, cvt_f16_neon,
+                                             sum_bits_neon, dot_f16_neon, swiglu_neon, dot_f16_cols_neon);
     return k;
 }
 

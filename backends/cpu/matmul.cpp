@@ -263,6 +263,12 @@ void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
     }
 }
 
+// unique per call of matmul() or matmul_group(), never 0
+static uint64_t next_call_id() {
+    static std::atomic<uint64_t> calls{0};
+    return calls.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
 uint64_t matmul_scratch_bytes(const WeightView& w, uint64_t ncols, int nthreads) {
     return 64 + align64(Matmul::shared_bytes(w, ncols)) + uint64_t(nthreads) * align64(Matmul::thread_bytes(w));
 }
@@ -285,8 +291,7 @@ void matmul(const WeightView& w, const CpuKernels& kern, const float* x, uint64_
     mm.ncols = ncols;
     mm.y = y;
     mm.shared = base;
-    static std::atomic<uint64_t> calls{0};
-    mm.call_id = calls.fetch_add(1, std::memory_order_relaxed) + 1;
+    mm.call_id = next_call_id();
     const uint64_t nt = uint64_t(pool.size());
     if (private_act(w, ncols)) {
         // no thread has quantized this call's column yet (tags from earlier calls never match)
@@ -298,6 +303,68 @@ void matmul(const WeightView& w, const CpuKernels& kern, const float* x, uint64_
     }
     pool.parallel_for(mm.units(),
                       [&](uint64_t b, uint64_t e, int th) { mm.run(b, e, per_thread + uint64_t(th) * tb); });
+}
+
+bool matmul_groupable(const WeightView& w, uint64_t ncols) { return private_act(w, ncols); }
+
+// Members that quantize the column the same way share a thread scratch region (and so the
+// quantized column, tagged with the group's call id).
+static bool same_activation(const WeightView& a, const WeightView& b) {
+    return a.type == Type::rg && b.type == Type::rg && a.k == b.k && a.p.group == b.p.group;
+}
+
+// Thread scratch layout of a group: off[i] = member i's region offset; returns the bytes per thread.
+static uint64_t group_layout(const WeightView* const* ws, size_t count, uint64_t* off) {
+    uint64_t end = 0, start = 0;
+    for (size_t i = 0; i < count; ++i) {
+        if (i > 0 && !same_activation(*ws[i - 1], *ws[i])) start = end;  // a new region
+        off[i] = start;
+        end = std::max(end, start + align64(Matmul::thread_bytes(*ws[i])));
+    }
+    return end;
+}
+
+static constexpr size_t kMaxGroup = 8;
+
+uint64_t matmul_group_scratch_bytes(const WeightView* const* ws, size_t count, int nthreads) {
+    LB_CHECK(count >= 1 && count <= kMaxGroup, "matmul_group: %zu weights (1..%zu)", count, kMaxGroup);
+    uint64_t off[kMaxGroup];
+    return 64 + uint64_t(nthreads) * group_layout(ws, count, off);
+}
+
+void matmul_group(const WeightView* const* ws, float* const* ys, size_t count, const CpuKernels& kern, const float* x,
+                  ThreadPool& pool, uint8_t* scratch) {
+    LB_CHECK(count >= 1 && count <= kMaxGroup, "matmul_group: %zu weights (1..%zu)", count, kMaxGroup);
+    for (size_t i = 0; i < count; ++i)
+        LB_CHECK(matmul_groupable(*ws[i], 1) && ws[i]->k == ws[0]->k,
+                 "matmul_group: weight %zu is not an rg or sign weight of k = %llu", i, (unsigned long long)ws[0]->k);
+    uint64_t off[kMaxGroup];
+    const uint64_t tb = group_layout(ws, count, off);
+    uint8_t* base = reinterpret_cast<uint8_t*>(align64(reinterpret_cast<uintptr_t>(scratch)));
+    const uint64_t id = next_call_id();
+    Matmul mm[kMaxGroup];
+    uint64_t first[kMaxGroup + 1];  // member i has units [first[i], first[i + 1]) of the job
+    first[0] = 0;
+    for (size_t i = 0; i < count; ++i) {
+        mm[i].w = ws[i];
+        mm[i].kern = &kern;
+        mm[i].x = x;
+        mm[i].ncols = 1;
+        mm[i].y = ys[i];
+        mm[i].call_id = id;
+        first[i + 1] = first[i] + mm[i].units();
+    }
+    // no thread has quantized this call's column yet (the scratch may hold anything)
+    for (uint64_t th = 0; th < uint64_t(pool.size()); ++th)
+        for (size_t i = 0; i < count; ++i) *reinterpret_cast<uint64_t*>(base + th * tb + off[i]) = 0;
+    pool.parallel_for(first[count], [&](uint64_t b, uint64_t e, int th) {
+        for (size_t i = 0; i < count && b < e; ++i) {
+            if (b >= first[i + 1]) continue;
+            const uint64_t u1 = std::min(e, first[i + 1]);
+            mm[i].run(b - first[i], u1 - first[i], base + uint64_t(th) * tb + off[i]);
+            b = u1;
+        }
+    });
 }
 
 void matmul_simple(const WeightView& w, const CpuKernels& kern, const float* x, uint64_t ncols, float* y) {

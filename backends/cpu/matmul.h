@@ -53,6 +53,16 @@ uint64_t matmul_scratch_bytes(const WeightView& w, uint64_t ncols, int nthreads)
 void matmul(const WeightView& w, const CpuKernels& kern, const float* x, uint64_t ncols, float* y, ThreadPool& pool,
             uint8_t* scratch);
 
+// Several GEMVs of one activation column, y[i] = W[i] x, as one job on the pool (a layer's q, k
+// and v projections, or its gate and up): one round trip instead of one per weight, and no
+// thread idles at the end of a small matrix. Every weight must be rg or sign
+// (matmul_groupable). Weights with the same activation quantization (rg of the same k and
+// group) share each thread's quantized column.
+bool matmul_groupable(const WeightView& w, uint64_t ncols);
+uint64_t matmul_group_scratch_bytes(const WeightView* const* ws, size_t count, int nthreads);
+void matmul_group(const WeightView* const* ws, float* const* ys, size_t count, const CpuKernels& kern, const float* x,
+                  ThreadPool& pool, uint8_t* scratch);
+
 // Convenience for tests: allocates scratch and runs on the calling thread.
 void matmul_simple(const WeightView& w, const CpuKernels& kern, const float* x, uint64_t ncols, float* y);
 

@@ -227,51 +227,70 @@ static void cpu_mul_mat(Tensor& t, const CpuCtx& c) {
         return;
     }
     // float path: one item = one weight row (n, a2, a3); it is dotted with every column that uses
-    // it (M columns times the r2 x r3 broadcast). An f16 row used by a few columns (a decode
-    // step's attention: one column per query head of a KV head) is dotted as it is; else it is
-    // converted once.
+    // it (M columns times the r2 x r3 broadcast). f16 rows (KV caches, f16 weights) go through
+    // dot_f16_cols: a decode step's attention dots each key or value row with the r2 query heads
+    // that share it in one call. Other rows are converted (or read, f32) once.
     const int64_t K = w.ne[0], N = w.ne[1], M = x.ne[1];
     const int64_t r2 = x.ne[2] / w.ne[2], r3 = x.ne[3] / w.ne[3];
     const uint64_t items = uint64_t(N * w.ne[2] * w.ne[3]);
-    const int64_t uses = M * r2 * r3;
-    const bool f16_direct = w.type == Type::f16 && w.nb[0] == 2 && uses <= 4;
+    const bool f16 = w.type == Type::f16;
+    const bool batch_inner = w.ne[2] > 1 && w.nb[2] < w.nb[1];
     const WeightView qv = w.quantized() ? w.weight_view() : WeightView{};
-    const uint64_t grain = std::max<uint64_t>(1, 8192 / uint64_t(std::max<int64_t>(K * uses, 1)));
+    const uint64_t grain = std::max<uint64_t>(1, 8192 / uint64_t(std::max<int64_t>(K * M * r2 * r3, 1)));
     c.pool->parallel_for(
         items,
         [&](uint64_t b, uint64_t e, int th) {
             float* scratch = reinterpret_cast<float*>(c.work + uint64_t(th) * align64(4 * uint64_t(K)));
-            int64_t n = int64_t(b) % N, a2 = (int64_t(b) / N) % w.ne[2], a3 = int64_t(b) / (N * w.ne[2]);
+            // items in memory order of the rows: (n, a2, a3), or (a2, n, a3) where the batch rows
+            // are the nearer ones (a K cache view: the heads of one position are adjacent)
+            int64_t n, a2, a3 = int64_t(b) / (N * w.ne[2]);
+            if (batch_inner) {
+                a2 = int64_t(b) % w.ne[2];
+                n = (int64_t(b) / w.ne[2]) % N;
+            } else {
+                n = int64_t(b) % N;
+                a2 = (int64_t(b) / N) % w.ne[2];
+            }
             for (uint64_t it = b; it < e; ++it) {
+                const uint8_t* src = static_cast<const uint8_t*>(w.data) + n * w.nb[1] + a2 * w.nb[2] + a3 * w.nb[3];
                 const float* wr = scratch;
-                const uint16_t* wh = nullptr;
-                if (w.quantized()) {
+                if (w.quantized())
                     dequant_row_ref(qv, w.qrow0 + uint64_t(n), scratch);
-                } else {
-                    const uint8_t* src =
-                        static_cast<const uint8_t*>(w.data) + n * w.nb[1] + a2 * w.nb[2] + a3 * w.nb[3];
-                    if (w.type == Type::f32)
-                        wr = reinterpret_cast<const float*>(src);
-                    else if (f16_direct)
-                        wh = reinterpret_cast<const uint16_t*>(src);
-                    else if (w.type == Type::f16 && w.nb[0] == 2)
-                        kern.cvt_f16(reinterpret_cast<const uint16_t*>(src), scratch, uint64_t(K));
-                    else
-                        for (int64_t i = 0; i < K; ++i) scratch[i] = load_f(w.type, src + i * w.nb[0]);
-                }
-                for (int64_t b3 = a3 * r3; b3 < (a3 + 1) * r3; ++b3)
-                    for (int64_t b2 = a2 * r2; b2 < (a2 + 1) * r2; ++b2) {
-                        const uint8_t* xb = static_cast<const uint8_t*>(x.data) + b2 * x.nb[2] + b3 * x.nb[3];
-                        float* yb = static_cast<float*>(t.data) + n + N * M * (b2 + x.ne[2] * b3);
-                        for (int64_t m = 0; m < M; ++m) {
-                            const float* xr = reinterpret_cast<const float*>(xb + m * x.nb[1]);
-                            yb[N * m] = wh ? kern.dot_f16(wh, xr, uint64_t(K)) : kern.dot_f32(wr, xr, uint64_t(K));
-                        }
+                else if (w.type == Type::f32)
+                    wr = reinterpret_cast<const float*>(src);
+                else if (!f16)
+                    for (int64_t i = 0; i < K; ++i) scratch[i] = load_f(w.type, src + i * w.nb[0]);
+                for (int64_t b3 = a3 * r3; b3 < (a3 + 1) * r3; ++b3) {
+                    const uint8_t* xb = static_cast<const uint8_t*>(x.data) + b3 * x.nb[3];
+                    float* yb = static_cast<float*>(t.data) + n + N * M * x.ne[2] * b3;
+                    if (f16 && M == 1) {  // the r2 heads of this row: columns nb[2] apart
+                        kern.dot_f16_cols(reinterpret_cast<const uint16_t*>(src), uint64_t(K),
+                                          reinterpret_cast<const float*>(xb + a2 * r2 * x.nb[2]), x.nb[2] / 4,
+                                          uint64_t(r2), yb + N * a2 * r2, uint64_t(N));
+                        continue;
                     }
-                if (++n == N) {  // the next item: (n, a2, a3) in row-major order
-                    n = 0;
-                    if (++a2 == w.ne[2]) {
+                    for (int64_t b2 = a2 * r2; b2 < (a2 + 1) * r2; ++b2) {
+                        const float* xr = reinterpret_cast<const float*>(xb + b2 * x.nb[2]);
+                        float* y = yb + N * M * b2;
+                        if (f16) {
+                            kern.dot_f16_cols(reinterpret_cast<const uint16_t*>(src), uint64_t(K), xr, x.nb[1] / 4,
+                                              uint64_t(M), y, uint64_t(N));
+                            continue;
+                        }
+                        for (int64_t m = 0; m < M; ++m)
+                            y[N * m] = kern.dot_f32(wr, xr + m * int64_t(x.nb[1] / 4), uint64_t(K));
+                    }
+                }
+                if (batch_inner ? ++a2 == w.ne[2] : ++n == N) {  // the next item
+                    if (batch_inner) {
                         a2 = 0;
+                        ++n;
+                    } else {
+                        n = 0;
+                        ++a2;
+                    }
+                    if (n == N || a2 == w.ne[2]) {
+                        n = a2 = 0;
                         ++a3;
                     }
                 }
@@ -454,6 +473,38 @@ static const CpuOp kCpuOps[] = {
 #undef LB_X
 };
 static_assert(sizeof kCpuOps / sizeof kCpuOps[0] == size_t(Op::count), "one CPU row per op");
+
+bool cpu_groupable(const Tensor& t) {
+    return t.op == Op::mul_mat && mm_uses_driver(t) &&
+           matmul_groupable(t.src[0]->weight_view(), uint64_t(t.src[1]->nrows()));
+}
+
+uint64_t cpu_group_work_bytes(Tensor* const* nodes, size_t count, int n_threads) {
+    LB_CHECK(count >= 1 && count <= kCpuGroupMax, "mul_mat group of %zu nodes (1..%zu)", count, kCpuGroupMax);
+    WeightView ws[kCpuGroupMax];
+    const WeightView* wp[kCpuGroupMax];
+    for (size_t i = 0; i < count; ++i) {
+        ws[i] = nodes[i]->src[0]->weight_view();
+        wp[i] = &ws[i];
+    }
+    return matmul_group_scratch_bytes(wp, count, n_threads);
+}
+
+void cpu_compute_group(Tensor* const* nodes, size_t count, const CpuCtx& ctx) {
+    if (count == 1) return cpu_compute(*nodes[0], ctx);
+    LB_CHECK(count <= kCpuGroupMax, "mul_mat group of %zu nodes (1..%zu)", count, kCpuGroupMax);
+    WeightView ws[kCpuGroupMax];
+    const WeightView* wp[kCpuGroupMax];
+    float* ys[kCpuGroupMax];
+    for (size_t i = 0; i < count; ++i) {
+        LB_CHECK(cpu_groupable(*nodes[i]) && nodes[i]->src[1] == nodes[0]->src[1],
+                 "mul_mat group: node %zu ('%s') does not belong", i, nodes[i]->name);
+        ws[i] = nodes[i]->src[0]->weight_view();
+        wp[i] = &ws[i];
+        ys[i] = static_cast<float*>(nodes[i]->data);
+    }
+    matmul_group(wp, ys, count, kernels_best(), static_cast<const float*>(nodes[0]->src[1]->data), *ctx.pool, ctx.work);
+}
 
 void cpu_compute(Tensor& t, const CpuCtx& ctx) {
     const CpuOp& op = kCpuOps[size_t(t.op)];

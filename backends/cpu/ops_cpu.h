@@ -23,4 +23,12 @@ void cpu_compute(Tensor& t, const CpuCtx& ctx);
 // Scratch bytes node `t` needs with `n_threads` threads.
 uint64_t cpu_work_bytes(const Tensor& t, int n_threads);
 
+// Decode projections: mul_mat nodes of one activation column by an rg or sign weight can run
+// together as one pool job (backends/cpu/matmul.h, matmul_group), up to kCpuGroupMax of them,
+// all with the same src[1]. The graph's plan() places such nodes next to each other.
+constexpr size_t kCpuGroupMax = 8;
+bool cpu_groupable(const Tensor& t);
+uint64_t cpu_group_work_bytes(Tensor* const* nodes, size_t count, int n_threads);
+void cpu_compute_group(Tensor* const* nodes, size_t count, const CpuCtx& ctx);
+
 }  // namespace lb
