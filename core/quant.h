@@ -155,6 +155,9 @@ struct CpuKernels {
     // the query heads that share it)
     void (*dot_f16_cols)(const uint16_t* w, uint64_t n, const float* x, uint64_t ldx, uint64_t m, float* y,
                          uint64_t ldy);
+    // y[i] = e^(scale * x[i] - shift), returns the sum of y (softmax rows); the optimized ones use
+    // swiglu's polynomial e^t
+    float (*exp_sum)(const float* x, float scale, float shift, float* y, uint64_t n);
     // y[i] = silu(x[i]) * g[i] (g == nullptr: silu alone), silu(x) = x / (1 + e^-x); the
     // optimized ones evaluate e^-x with a degree-6 polynomial (within 2 ulp of std::exp)
     void (*swiglu)(const float* x, const float* g, float* y, uint64_t n);
@@ -174,7 +177,8 @@ CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint
                         float (*dot_f16)(const uint16_t*, const float*, uint64_t),
                         void (*swiglu)(const float*, const float*, float*, uint64_t),
                         void (*dot_f16_cols)(const uint16_t*, uint64_t, const float*, uint64_t, uint64_t, float*,
-                                             uint64_t));
+                                             uint64_t),
+                        float (*exp_sum)(const float*, float, float, float*, uint64_t));
 
 const CpuKernels& kernels_ref();
 

@@ -283,6 +283,12 @@ static float dot_f16_scalar(const uint16_t* w, const float* x, uint64_t n) {
     return acc;
 }
 
+static float exp_sum_scalar(const float* x, float scale, float shift, float* y, uint64_t n) {
+    double sum = 0;
+    for (uint64_t i = 0; i < n; ++i) sum += y[i] = std::exp(scale * x[i] - shift);
+    return float(sum);
+}
+
 static void dot_f16_cols_scalar(const uint16_t* w, uint64_t n, const float* x, uint64_t ldx, uint64_t m, float* y,
                                 uint64_t ldy) {
     for (uint64_t j = 0; j < m; ++j) y[j * ldy] = dot_f16_scalar(w, x + j * ldx, n);
@@ -311,7 +317,8 @@ CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint
                         float (*dot_f16)(const uint16_t*, const float*, uint64_t),
                         void (*swiglu)(const float*, const float*, float*, uint64_t),
                         void (*dot_f16_cols)(const uint16_t*, uint64_t, const float*, uint64_t, uint64_t, float*,
-                                             uint64_t)) {
+                                             uint64_t),
+                        float (*exp_sum)(const float*, float, float, float*, uint64_t)) {
     CpuKernels k{};
     k.isa = isa;
     k.quantize_act = quantize_act;
@@ -327,13 +334,15 @@ CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint
     k.dot_f16 = dot_f16;
     k.swiglu = swiglu;
     k.dot_f16_cols = dot_f16_cols;
+    k.exp_sum = exp_sum;
     return k;
 }
 
 const CpuKernels& kernels_ref() {
-    static const CpuKernels k = make_kernels("ref", quantize_act_scalar, dot_ref<1>, dot_ref<2>, dot_ref<3>, dot_ref<4>,
-                                             dot_ref<8>, dot_f32_scalar, decode_meta_ref, cvt_f16_scalar,
-                                             sum_bits_scalar, dot_f16_scalar, swiglu_scalar, dot_f16_cols_scalar);
+    static const CpuKernels k =
+        make_kernels("ref", quantize_act_scalar, dot_ref<1>, dot_ref<2>, dot_ref<3>, dot_ref<4>, dot_ref<8>,
+                     dot_f32_scalar, decode_meta_ref, cvt_f16_scalar, sum_bits_scalar, dot_f16_scalar, swiglu_scalar,
+                     dot_f16_cols_scalar, exp_sum_scalar);
     return k;
 }
 

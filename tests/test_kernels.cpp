@@ -53,6 +53,7 @@ TEST_CASE("every kernel table is complete and no entry is the reference") {
         REQUIRE(bool(t->dot_f16));
         REQUIRE(bool(t->swiglu));
         REQUIRE(bool(t->dot_f16_cols));
+        REQUIRE(bool(t->exp_sum));
         for (int b : kBits) {
             REQUIRE(bool(t->dot[b]));
             if (t != &ref) CHECK_MESSAGE(bool(t->dot[b] != ref.dot[b]), "falls back");  // no silent fallback
@@ -68,6 +69,7 @@ TEST_CASE("every kernel table is complete and no entry is the reference") {
             CHECK_MESSAGE(bool(t->dot_f16 != ref.dot_f16), "falls back");
             CHECK_MESSAGE(bool(t->swiglu != ref.swiglu), "falls back");
             CHECK_MESSAGE(bool(t->dot_f16_cols != ref.dot_f16_cols), "falls back");
+            CHECK_MESSAGE(bool(t->exp_sum != ref.exp_sum), "falls back");
         }
     }
 }
@@ -330,6 +332,44 @@ TEST_CASE("swiglu is within 3 ulp of silu(x) * g in double precision, with tails
                 }
                 CHECK(bad == 0);
                 CHECK(y[n] == 12345.0f);  // nothing written past n
+            }
+    }
+}
+
+TEST_CASE("exp_sum (softmax rows) is within 3 ulp of e^(scale x - shift) in double, with tails") {
+    // softmax arguments: scale * x - max, from 0 down to far below the -87 clamp
+    Rng r{92};
+    std::vector<float> x(1000);
+    for (float& v : x) v = 40.0f * r.normal();
+    x[3] = std::numeric_limits<float>::quiet_NaN();
+    const float scale = 0.125f;
+    float mx = -INFINITY;
+    for (float v : x)
+        if (!std::isnan(v)) mx = std::max(mx, scale * v);
+    for (const CpuKernels* t : kernels_available()) {
+        INFO("isa " << std::string(t->isa));
+        for (uint64_t off : {uint64_t(0), uint64_t(4)})  // with and without the NaN
+            for (uint64_t n :
+                 {uint64_t(996), uint64_t(0), uint64_t(1), uint64_t(7), uint64_t(16), uint64_t(17), uint64_t(33)}) {
+                std::vector<float> y(n + 1, 12345.0f);
+                const float sum = t->exp_sum(x.data() + off, scale, mx, y.data(), n);
+                int bad = 0;
+                double want_sum = 0;
+                bool nan = false;
+                for (uint64_t i = 0; i < n; ++i) {
+                    const float arg = scale * x[off + i] - mx;  // as the kernels round it
+                    const double want = std::exp(double(arg));
+                    nan = nan || std::isnan(want);
+                    want_sum += want;
+                    if (std::isnan(want) ? !std::isnan(y[i]) : !(std::fabs(y[i] - want) <= 3.6e-7 * want + 2e-38))
+                        ++bad;
+                }
+                CHECK(bad == 0);
+                CHECK(y[n] == 12345.0f);  // nothing written past n
+                if (nan)
+                    CHECK(std::isnan(sum));
+                else
+                    CHECK(std::fabs(sum - want_sum) <= 1e-6 * want_sum + 1e-37);
             }
     }
 }

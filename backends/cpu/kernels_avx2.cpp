@@ -310,14 +310,13 @@ void dot_f16_cols_avx2(const uint16_t* w, uint64_t n, const float* x, uint64_t l
     for (; j < m; ++j) dot_f16_cols_block<1>(w, n, x + j * ldx, ldx, y + j * ldy, ldy);
 }
 
-// silu(x) * g: e^-x = 2^n * p(r) with n = round(-x / ln 2), r = -x - n ln 2 in [-ln2/2, ln2/2]
-// (ln 2 split in two so that r is exact) and p the degree-6 Taylor polynomial (truncation
-// error below 7e-8 relative); -x below -87 is taken as -87 (silu changes by less than 1e-36
-// absolute) and e^-x is inf for -x above 88 (silu is then -0, as in float arithmetic). A NaN x
-// stays NaN: it is the numerator.
-static inline __m256 exp_neg_avx2(__m256 x) {
-    const __m256 tx = _mm256_sub_ps(_mm256_setzero_ps(), x);
-    const __m256 t = _mm256_min_ps(_mm256_max_ps(tx, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+// e^t = 2^n * p(r) with n = round(t / ln 2), r = t - n ln 2 in [-ln2/2, ln2/2] (ln 2 split in
+// two so that r is exact) and p the degree-6 Taylor polynomial (truncation error below 7e-8
+// relative); t below -87 is taken as -87 (e^t < 2e-38: silu changes by less than 1e-36
+// absolute, a softmax weight stays negligible), e^t is inf above 88, and NaN stays NaN (the
+// clamps return their second operand, t, when it is NaN).
+static inline __m256 exp_avx2(__m256 tx) {
+    const __m256 t = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(_mm256_set1_ps(-87.0f), tx));
     const __m256 n = _mm256_round_ps(_mm256_mul_ps(t, _mm256_set1_ps(1.44269504088896341f)),
                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), t);
@@ -338,7 +337,8 @@ void swiglu_avx2(const float* x, const float* g, float* y, uint64_t n) {
     uint64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256 xv = _mm256_loadu_ps(x + i);
-        __m256 v = _mm256_div_ps(xv, _mm256_add_ps(_mm256_set1_ps(1.0f), exp_neg_avx2(xv)));
+        __m256 v =
+            _mm256_div_ps(xv, _mm256_add_ps(_mm256_set1_ps(1.0f), exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), xv))));
         if (g) v = _mm256_mul_ps(v, _mm256_loadu_ps(g + i));
         _mm256_storeu_ps(y + i, v);
     }
@@ -351,6 +351,27 @@ void swiglu_avx2(const float* x, const float* g, float* y, uint64_t n) {
         swiglu_avx2(xt, g ? gt : nullptr, yt, 8);
         for (uint64_t j = i; j < n; ++j) y[j] = yt[j - i];
     }
+}
+
+float exp_sum_avx2(const float* x, float scale, float shift, float* y, uint64_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    uint64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 e = exp_avx2(
+            _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(scale)), _mm256_set1_ps(shift)));
+        _mm256_storeu_ps(y + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float s = hsum(acc);
+    if (i < n) {  // the tail through a full vector
+        float xt[8] = {}, yt[8];
+        for (uint64_t j = i; j < n; ++j) xt[j - i] = x[j];
+        const __m256 e =
+            exp_avx2(_mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(xt), _mm256_set1_ps(scale)), _mm256_set1_ps(shift)));
+        _mm256_storeu_ps(yt, e);
+        for (uint64_t j = i; j < n; ++j) s += y[j] = yt[j - i];
+    }
+    return s;
 }
 
 void cvt_f16_avx2(const uint16_t* src, float* dst, uint64_t n) {
@@ -396,7 +417,7 @@ float sum_bits_avx2(const uint8_t* bits, const float* x, uint64_t n) {
 const CpuKernels& kernels_avx2() {
     static const CpuKernels k = make_kernels("avx2", quantize_act_avx2, dot_avx2<1>, dot_avx2<2>, dot_avx2<3>,
                                              dot_avx2<4>, dot_avx2<8>, dot_f32_avx2, decode_meta_avx2, cvt_f16_avx2,
-                                             sum_bits_avx2, dot_f16_avx2, swiglu_avx2, dot_f16_cols_avx2);
+                                             sum_bits_avx2, dot_f16_avx2, swiglu_avx2, dot_f16_cols_avx2, exp_sum_avx2);
     return k;
 }
 

@@ -371,14 +371,14 @@ void dot_f16_cols_avx512(const uint16_t* w, uint64_t n, const float* x, uint64_t
     for (; j < m; ++j) dot_f16_cols_block<1>(w, n, x + j * ldx, ldx, y + j * ldy, ldy);
 }
 
-// silu(x) * g: e^-x = 2^n * p(r) with n = round(-x / ln 2), r = -x - n ln 2 in [-ln2/2, ln2/2]
-// (ln 2 split in two so that r is exact) and p the degree-6 Taylor polynomial (truncation
-// error below 7e-8 relative); -x below -87 is taken as -87 (silu changes by less than 1e-36
-// absolute) and e^-x is inf for -x above 88 (silu is then -0, as in float arithmetic). A NaN x
-// stays NaN: it is the numerator.
-static inline __m512 exp_neg_avx512(__m512 x) {
-    const __m512 t = _mm512_min_ps(_mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), x), _mm512_set1_ps(-87.0f)),
-                                   _mm512_set1_ps(100.0f));  // scalef: 2^n beyond 2^127 is inf
+// e^t = 2^n * p(r) with n = round(t / ln 2), r = t - n ln 2 in [-ln2/2, ln2/2] (ln 2 split in
+// two so that r is exact) and p the degree-6 Taylor polynomial (truncation error below 7e-8
+// relative); t below -87 is taken as -87 (e^t < 2e-38: silu changes by less than 1e-36
+// absolute, a softmax weight stays negligible), e^t is inf above 88, and NaN stays NaN (the
+// clamps return their second operand, t, when it is NaN).
+static inline __m512 exp_avx512(__m512 tx) {
+    // 100: scalef makes 2^n beyond 2^127 inf
+    const __m512 t = _mm512_min_ps(_mm512_set1_ps(100.0f), _mm512_max_ps(_mm512_set1_ps(-87.0f), tx));
     const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(t, _mm512_set1_ps(1.44269504088896341f)),
                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), t);
@@ -397,10 +397,24 @@ void swiglu_avx512(const float* x, const float* g, float* y, uint64_t n) {
     for (uint64_t i = 0; i < n; i += 16) {
         const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
         const __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
-        __m512 v = _mm512_div_ps(xv, _mm512_add_ps(_mm512_set1_ps(1.0f), exp_neg_avx512(xv)));
+        __m512 v =
+            _mm512_div_ps(xv, _mm512_add_ps(_mm512_set1_ps(1.0f), exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), xv))));
         if (g) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, g + i));
         _mm512_mask_storeu_ps(y + i, m, v);
     }
+}
+
+float exp_sum_avx512(const float* x, float scale, float shift, float* y, uint64_t n) {
+    __m512 acc = _mm512_setzero_ps();
+    for (uint64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+        const __m512 t =
+            _mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_set1_ps(scale)), _mm512_set1_ps(shift));
+        const __m512 e = _mm512_maskz_mov_ps(m, exp_avx512(t));
+        _mm512_mask_storeu_ps(y + i, m, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    return hsum(acc);
 }
 
 void cvt_f16_avx512(const uint16_t* src, float* dst, uint64_t n) {
@@ -449,9 +463,10 @@ float sum_bits_avx512(const uint8_t* bits, const float* x, uint64_t n) {
 
 const CpuKernels& kernels_avx512() {
     static const CpuKernels k = [] {
-        CpuKernels t = make_kernels("avx512", quantize_act_avx512, dot_avx512<1>, dot_avx512<2>, dot_avx512<3>,
-                                    dot_avx512<4>, dot_avx512<8>, dot_f32_avx512, decode_meta_avx512, cvt_f16_avx512,
-                                    sum_bits_avx512, dot_f16_avx512, swiglu_avx512, dot_f16_cols_avx512);
+        CpuKernels t =
+            make_kernels("avx512", quantize_act_avx512, dot_avx512<1>, dot_avx512<2>, dot_avx512<3>, dot_avx512<4>,
+                         dot_avx512<8>, dot_f32_avx512, decode_meta_avx512, cvt_f16_avx512, sum_bits_avx512,
+                         dot_f16_avx512, swiglu_avx512, dot_f16_cols_avx512, exp_sum_avx512);
         t.tiles = cpu_has_gfni() ? tiles_avx512 : nullptr;  // tiles_avx512_gfni.cpp
         return t;
     }();

@@ -366,14 +366,13 @@ void dot_f16_cols_neon(const uint16_t* w, uint64_t n, const float* x, uint64_t l
     for (; j < m; ++j) dot_f16_cols_block<1>(w, n, x + j * ldx, ldx, y + j * ldy, ldy);
 }
 
-// silu(x) * g: e^-x = 2^n * p(r) with n = round(-x / ln 2), r = -x - n ln 2 in [-ln2/2, ln2/2]
-// (ln 2 split in two so that r is exact) and p the degree-6 Taylor polynomial (truncation
-// error below 7e-8 relative); -x below -87 is taken as -87 (silu changes by less than 1e-36
-// absolute) and e^-x is inf for -x above 88 (silu is then -0, as in float arithmetic). A NaN x
-// stays NaN: it is the numerator.
-static inline float32x4_t exp_neg_neon(float32x4_t x) {
-    const float32x4_t tx = vnegq_f32(x);
-    const float32x4_t t = vminq_f32(vmaxq_f32(tx, vdupq_n_f32(-87.0f)), vdupq_n_f32(88.0f));
+// e^t = 2^n * p(r) with n = round(t / ln 2), r = t - n ln 2 in [-ln2/2, ln2/2] (ln 2 split in
+// two so that r is exact) and p the degree-6 Taylor polynomial (truncation error below 7e-8
+// relative); t below -87 is taken as -87 (e^t < 2e-38: silu changes by less than 1e-36
+// absolute, a softmax weight stays negligible), e^t is inf above 88, and NaN stays NaN (the
+// clamps return their second operand, t, when it is NaN).
+static inline float32x4_t exp_neon(float32x4_t tx) {
+    const float32x4_t t = vminq_f32(vdupq_n_f32(88.0f), vmaxq_f32(vdupq_n_f32(-87.0f), tx));
     const int32x4_t ni = vcvtnq_s32_f32(vmulq_n_f32(t, 1.44269504088896341f));
     const float32x4_t n = vcvtq_f32_s32(ni);
     float32x4_t r = vfmsq_f32(t, n, vdupq_n_f32(0.693359375f));
@@ -393,7 +392,7 @@ void swiglu_neon(const float* x, const float* g, float* y, uint64_t n) {
     uint64_t i = 0;
     for (; i + 4 <= n; i += 4) {
         const float32x4_t xv = vld1q_f32(x + i);
-        float32x4_t v = vdivq_f32(xv, vaddq_f32(vdupq_n_f32(1.0f), exp_neg_neon(xv)));
+        float32x4_t v = vdivq_f32(xv, vaddq_f32(vdupq_n_f32(1.0f), exp_neon(vnegq_f32(xv))));
         if (g) v = vmulq_f32(v, vld1q_f32(g + i));
         vst1q_f32(y + i, v);
     }
@@ -406,6 +405,24 @@ void swiglu_neon(const float* x, const float* g, float* y, uint64_t n) {
         swiglu_neon(xt, g ? gt : nullptr, yt, 4);
         for (uint64_t j = i; j < n; ++j) y[j] = yt[j - i];
     }
+}
+
+float exp_sum_neon(const float* x, float scale, float shift, float* y, uint64_t n) {
+    float32x4_t acc = vdupq_n_f32(0);
+    uint64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t e = exp_neon(vsubq_f32(vmulq_n_f32(vld1q_f32(x + i), scale), vdupq_n_f32(shift)));
+        vst1q_f32(y + i, e);
+        acc = vaddq_f32(acc, e);
+    }
+    float s = vaddvq_f32(acc);
+    if (i < n) {  // the tail through a full vector
+        float xt[4] = {}, yt[4];
+        for (uint64_t j = i; j < n; ++j) xt[j - i] = x[j];
+        vst1q_f32(yt, exp_neon(vsubq_f32(vmulq_n_f32(vld1q_f32(xt), scale), vdupq_n_f32(shift))));
+        for (uint64_t j = i; j < n; ++j) s += y[j] = yt[j - i];
+    }
+    return s;
 }
 
 void cvt_f16_neon(const uint16_t* src, float* dst, uint64_t n) {
@@ -450,7 +467,7 @@ float sum_bits_neon(const uint8_t* bits, const float* x, uint64_t n) {
 const CpuKernels& kernels_neon() {
     static const CpuKernels k = make_kernels("neon", quantize_act_neon, dot_neon<1>, dot_neon<2>, dot_neon<3>,
                                              dot_neon<4>, dot_neon<8>, dot_f32_neon, decode_meta_neon, cvt_f16_neon,
-                                             sum_bits_neon, dot_f16_neon, swiglu_neon, dot_f16_cols_neon);
+                                             sum_bits_neon, dot_f16_neon, swiglu_neon, dot_f16_cols_neon, exp_sum_neon);
     return k;
 }
 

@@ -202,11 +202,13 @@ static void cpu_silu(Tensor& t, const CpuCtx& c) { silu_rows(t, c, nullptr); }
 static void cpu_swiglu(Tensor& t, const CpuCtx& c) { silu_rows(t, c, t.src[1]); }
 
 // ---- mul_mat --------------------------------------------------------------------------------
-// Quantized weights with all rows and contiguous activations go through the matmul driver
-// (backends/cpu/matmul.h: int8 activations, the best ISA); everything else through float dots.
+// 2-D weights with all rows (quantized, or dense f32/f16/bf16) by contiguous activations go
+// through the matmul driver (backends/cpu/matmul.h: the best ISA; int8 activations for quantized
+// weights), as `lowbit bench kernels` measures it; batched and strided products (attention over
+// the KV cache) through the float dots below.
 static bool mm_uses_driver(const Tensor& t) {
     const Tensor& w = *t.src[0];
-    return w.quantized() && w.is_contiguous() && t.src[1]->is_contiguous();
+    return w.ne[2] == 1 && w.ne[3] == 1 && w.is_contiguous() && t.src[1]->is_contiguous();
 }
 
 static uint64_t work_mul_mat(const Tensor& t, int nth) {
@@ -347,6 +349,7 @@ static void cpu_softmax(Tensor& t, const CpuCtx& c) {
     const int32_t* pos = t.src[1] ? ids_of(*t.src[1]) : nullptr;
     const int64_t K = a.ne[0];
     const float scale = t.fp[0];
+    const CpuKernels& kern = kernels_best();
     c.pool->parallel_for(
         uint64_t(a.nrows()),
         [&](uint64_t b, uint64_t e, int) {
@@ -357,12 +360,7 @@ static void cpu_softmax(Tensor& t, const CpuCtx& c) {
                 if (pos) vis = std::max<int64_t>(0, std::min<int64_t>(K, int64_t(pos[int64_t(r) % a.ne[1]]) + 1));
                 float mx = -INFINITY;
                 for (int64_t j = 0; j < vis; ++j) mx = std::max(mx, scale * x[j]);
-                double sum = 0;
-                for (int64_t j = 0; j < vis; ++j) {
-                    y[j] = std::exp(scale * x[j] - mx);
-                    sum += y[j];
-                }
-                const float inv = vis ? float(1.0 / sum) : 0.0f;
+                const float inv = vis ? 1.0f / kern.exp_sum(x, scale, mx, y, uint64_t(vis)) : 0.0f;
                 for (int64_t j = 0; j < vis; ++j) y[j] *= inv;
                 for (int64_t j = vis; j < K; ++j) y[j] = 0.0f;
             }

@@ -2,8 +2,8 @@
 // core/ops.h). Every kernel splits its work by rows over the thread pool and allocates nothing
 // (exceptions: quantized get_rows, and mul_mat of a quantized weight that is a row view or has
 // non-contiguous activations: they go through lb::dequant_row_ref, which allocates a row buffer).
-// mul_mat of a whole quantized weight by contiguous activations runs the matmul driver
-// (backends/cpu/matmul.h) with the best CPU kernels, its scratch in the graph's arena.
+// mul_mat of a whole 2-D weight (quantized or float) by contiguous activations runs the matmul
+// driver (backends/cpu/matmul.h) with the best CPU kernels, its scratch in the graph's arena.
 #pragma once
 #include <cstdint>
 
