@@ -23,8 +23,9 @@ struct WeightView {
     uint64_t n = 0, k = 0;  // rows (outputs), cols (inputs)
     Layout lay;
     const uint8_t* data = nullptr;
-    // rg and sign, optional: the same weight in the row-tiled layout of backends/cpu/tiled.h (its
-    // first n / 16 * 16 rows), used by the kernel tables that have `tiles`
+    // optional, the CPU runtime copy of backends/cpu/tiled.h: rg and sign: the same weight in the
+    // row-tiled layout (its first n / 16 * 16 rows), used by the kernel tables that have `tiles`;
+    // a0: the decoded meta, used by every table
     const uint8_t* tiles = nullptr;
 
     const uint8_t* codes(uint64_t row) const { return data + lay.off_codes + row * lay.code_row_bytes; }
@@ -144,9 +145,8 @@ struct CpuKernels {
     void (*decode_meta)(const WeightView& w, uint64_t meta_row, float* s, float* m);
     // n binary16 values -> float (f16 weights and KV caches)
     void (*cvt_f16)(const uint16_t* src, float* dst, uint64_t n);
-    // sum of x[i] over the set bits of a 1-bit code row (bit i % 8 of byte i / 8), n a multiple
-    // of 32: the float path of 1-bit a0 and sign weights (no activation quantization)
-    float (*sum_bits)(const uint8_t* bits, const float* x, uint64_t n);
+    // n floats -> binary16, rounding to nearest even as f32_to_f16 (NaN stays NaN)
+    void (*cvt_to_f16)(const float* src, uint16_t* dst, uint64_t n);
     // y = sum_i f16(w[i]) * x[i], n any: GEMV of f16 weights without a converted copy (the
     // optimized ones prefetch 4 KiB ahead: a GEMV streams its rows from DRAM)
     float (*dot_f16)(const uint16_t* w, const float* x, uint64_t n);
@@ -155,6 +155,14 @@ struct CpuKernels {
     // the query heads that share it)
     void (*dot_f16_cols)(const uint16_t* w, uint64_t n, const float* x, uint64_t ldx, uint64_t m, float* y,
                          uint64_t ldy);
+    // a0 with decoded meta (backends/cpu/tiled.h): xs[i] = s[i] * x[i] and returns the bias
+    // sum_i m[i] * x[i], m = -(z * s) (code_zero) or -z, from one class's f16 scales and zeros
+    float (*a0_scale)(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k, float* xs);
+    // a0 with 1-bit codes, one class in float (no activation quantization): for rows t < nrows
+    // (codes + t * code_stride, bit i % 8 of byte i / 8), y[t * ystride] = sum over the set bits
+    // of s[i] x[i] plus the bias of a0_scale
+    void (*a0_bits1)(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
+                     const uint8_t* codes, uint64_t code_stride, uint64_t nrows, float* y, uint64_t ystride);
     // y[i] = e^(scale * x[i] - shift), returns the sum of y (softmax rows); the optimized ones use
     // swiglu's polynomial e^t
     float (*exp_sum)(const float* x, float scale, float shift, float* y, uint64_t n);
@@ -173,12 +181,15 @@ CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint
                         DotFn d3, DotFn d4, DotFn d8, float (*dot_f32)(const float*, const float*, uint64_t),
                         void (*decode_meta)(const WeightView&, uint64_t, float*, float*),
                         void (*cvt_f16)(const uint16_t*, float*, uint64_t),
-                        float (*sum_bits)(const uint8_t*, const float*, uint64_t),
+                        void (*cvt_to_f16)(const float*, uint16_t*, uint64_t),
                         float (*dot_f16)(const uint16_t*, const float*, uint64_t),
                         void (*swiglu)(const float*, const float*, float*, uint64_t),
                         void (*dot_f16_cols)(const uint16_t*, uint64_t, const float*, uint64_t, uint64_t, float*,
                                              uint64_t),
-                        float (*exp_sum)(const float*, float, float, float*, uint64_t));
+                        float (*exp_sum)(const float*, float, float, float*, uint64_t),
+                        float (*a0_scale)(const uint16_t*, const uint16_t*, bool, const float*, uint64_t, float*),
+                        void (*a0_bits1)(const uint16_t*, const uint16_t*, bool, const float*, uint64_t, const uint8_t*,
+                                         uint64_t, uint64_t, float*, uint64_t));
 
 const CpuKernels& kernels_ref();
 

@@ -283,6 +283,33 @@ static float dot_f16_scalar(const uint16_t* w, const float* x, uint64_t n) {
     return acc;
 }
 
+static float a0_scale_scalar(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
+                             float* xs) {
+    float bias = 0;
+    for (uint64_t i = 0; i < k; ++i) {
+        const float si = f16_to_f32(s[i]), zi = f16_to_f32(z[i]);
+        xs[i] = si * x[i];
+        bias += (code_zero ? -(zi * si) : -zi) * x[i];
+    }
+    return bias;
+}
+
+static void a0_bits1_scalar(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
+                            const uint8_t* codes, uint64_t code_stride, uint64_t nrows, float* y, uint64_t ystride) {
+    float bias = 0;
+    for (uint64_t i = 0; i < k; ++i) {
+        const float si = f16_to_f32(s[i]), zi = f16_to_f32(z[i]);
+        bias += (code_zero ? -(zi * si) : -zi) * x[i];
+    }
+    for (uint64_t t = 0; t < nrows; ++t) {
+        const uint8_t* bits = codes + t * code_stride;
+        float acc = 0;
+        for (uint64_t i = 0; i < k; ++i)
+            if (bits[i >> 3] >> (i & 7) & 1) acc += f16_to_f32(s[i]) * x[i];
+        y[t * ystride] = acc + bias;
+    }
+}
+
 static float exp_sum_scalar(const float* x, float scale, float shift, float* y, uint64_t n) {
     double sum = 0;
     for (uint64_t i = 0; i < n; ++i) sum += y[i] = std::exp(scale * x[i] - shift);
@@ -298,27 +325,27 @@ static void cvt_f16_scalar(const uint16_t* src, float* dst, uint64_t n) {
     for (uint64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(src[i]);
 }
 
-static void swiglu_scalar(const float* x, const float* g, float* y, uint64_t n) {
-    for (uint64_t i = 0; i < n; ++i) y[i] = x[i] / (1.0f + std::exp(-x[i])) * (g ? g[i] : 1.0f);
+static void cvt_to_f16_scalar(const float* src, uint16_t* dst, uint64_t n) {
+    for (uint64_t i = 0; i < n; ++i) dst[i] = f32_to_f16(src[i]);
 }
 
-static float sum_bits_scalar(const uint8_t* bits, const float* x, uint64_t n) {
-    float acc = 0;
-    for (uint64_t i = 0; i < n; ++i)
-        if (bits[i >> 3] >> (i & 7) & 1) acc += x[i];
-    return acc;
+static void swiglu_scalar(const float* x, const float* g, float* y, uint64_t n) {
+    for (uint64_t i = 0; i < n; ++i) y[i] = x[i] / (1.0f + std::exp(-x[i])) * (g ? g[i] : 1.0f);
 }
 
 CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint64_t, QActRow), DotFn d1, DotFn d2,
                         DotFn d3, DotFn d4, DotFn d8, float (*dot_f32)(const float*, const float*, uint64_t),
                         void (*decode_meta)(const WeightView&, uint64_t, float*, float*),
                         void (*cvt_f16)(const uint16_t*, float*, uint64_t),
-                        float (*sum_bits)(const uint8_t*, const float*, uint64_t),
+                        void (*cvt_to_f16)(const float*, uint16_t*, uint64_t),
                         float (*dot_f16)(const uint16_t*, const float*, uint64_t),
                         void (*swiglu)(const float*, const float*, float*, uint64_t),
                         void (*dot_f16_cols)(const uint16_t*, uint64_t, const float*, uint64_t, uint64_t, float*,
                                              uint64_t),
-                        float (*exp_sum)(const float*, float, float, float*, uint64_t)) {
+                        float (*exp_sum)(const float*, float, float, float*, uint64_t),
+                        float (*a0_scale)(const uint16_t*, const uint16_t*, bool, const float*, uint64_t, float*),
+                        void (*a0_bits1)(const uint16_t*, const uint16_t*, bool, const float*, uint64_t, const uint8_t*,
+                                         uint64_t, uint64_t, float*, uint64_t)) {
     CpuKernels k{};
     k.isa = isa;
     k.quantize_act = quantize_act;
@@ -330,19 +357,21 @@ CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint
     k.dot_f32 = dot_f32;
     k.decode_meta = decode_meta;
     k.cvt_f16 = cvt_f16;
-    k.sum_bits = sum_bits;
+    k.cvt_to_f16 = cvt_to_f16;
     k.dot_f16 = dot_f16;
     k.swiglu = swiglu;
     k.dot_f16_cols = dot_f16_cols;
     k.exp_sum = exp_sum;
+    k.a0_scale = a0_scale;
+    k.a0_bits1 = a0_bits1;
     return k;
 }
 
 const CpuKernels& kernels_ref() {
     static const CpuKernels k =
         make_kernels("ref", quantize_act_scalar, dot_ref<1>, dot_ref<2>, dot_ref<3>, dot_ref<4>, dot_ref<8>,
-                     dot_f32_scalar, decode_meta_ref, cvt_f16_scalar, sum_bits_scalar, dot_f16_scalar, swiglu_scalar,
-                     dot_f16_cols_scalar, exp_sum_scalar);
+                     dot_f32_scalar, decode_meta_ref, cvt_f16_scalar, cvt_to_f16_scalar, dot_f16_scalar, swiglu_scalar,
+                     dot_f16_cols_scalar, exp_sum_scalar, a0_scale_scalar, a0_bits1_scalar);
     return k;
 }
 

@@ -59,10 +59,9 @@ LlamaModel::~LlamaModel() = default;
 
 void LlamaModel::prepare_cpu_tiles() const {
     std::call_once(tiles_once_, [this] {
-        if (!kernels_best().tiles) return;
         std::vector<const Tensor*> todo;  // each projection weight once (tied output: token_embd)
         auto add = [&](const LlamaLinear& l) {
-            if (l.w.type != Type::rg && l.w.type != Type::sign) return;
+            if (!l.w.quantized() || !runtime_copy_used(l.w.weight_view(), kernels_best())) return;
             for (const Tensor* t : todo)
                 if (t->data == l.w.data) return;
             todo.push_back(&l.w);

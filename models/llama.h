@@ -132,10 +132,11 @@ class LlamaModel {
     LlamaModel& operator=(const LlamaModel&) = delete;
     ~LlamaModel();
 
-    // The CPU kernels' tiled copy of a projection weight (backends/cpu/tiled.h), or nullptr. The
-    // copies are made once, by the first graph that runs on the CPU (prepare_cpu_tiles, thread
-    // safe), for the rg and sign projections when the best kernel table has tiled kernels; the row layout
-    // stays in use for embedding lookups and the rows after the last tile.
+    // The CPU runtime copy of a projection weight (backends/cpu/tiled.h), or nullptr. The copies
+    // are made once, by the first graph that runs on the CPU (prepare_cpu_tiles, thread safe):
+    // the tiled layout of rg and sign projections when the best kernel table has tiled kernels
+    // (the row layout stays in use for embedding lookups and the rows after the last tile), and
+    // the class-major decoded copy of a0 projections.
     void prepare_cpu_tiles() const;
     const uint8_t* cpu_tiles(const Tensor& w) const;
 

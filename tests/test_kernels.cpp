@@ -49,7 +49,9 @@ TEST_CASE("every kernel table is complete and no entry is the reference") {
         REQUIRE(bool(t->dot_f32));
         REQUIRE(bool(t->decode_meta));
         REQUIRE(bool(t->cvt_f16));
-        REQUIRE(bool(t->sum_bits));
+        REQUIRE(bool(t->cvt_to_f16));
+        REQUIRE(bool(t->a0_scale));
+        REQUIRE(bool(t->a0_bits1));
         REQUIRE(bool(t->dot_f16));
         REQUIRE(bool(t->swiglu));
         REQUIRE(bool(t->dot_f16_cols));
@@ -65,7 +67,9 @@ TEST_CASE("every kernel table is complete and no entry is the reference") {
             CHECK_MESSAGE(bool(t->dot_f32 != ref.dot_f32), "falls back");
             CHECK_MESSAGE(bool(t->decode_meta != ref.decode_meta), "falls back");
             CHECK_MESSAGE(bool(t->cvt_f16 != ref.cvt_f16), "falls back");
-            CHECK_MESSAGE(bool(t->sum_bits != ref.sum_bits), "falls back");
+            CHECK_MESSAGE(bool(t->cvt_to_f16 != ref.cvt_to_f16), "falls back");
+            CHECK_MESSAGE(bool(t->a0_scale != ref.a0_scale), "falls back");
+            CHECK_MESSAGE(bool(t->a0_bits1 != ref.a0_bits1), "falls back");
             CHECK_MESSAGE(bool(t->dot_f16 != ref.dot_f16), "falls back");
             CHECK_MESSAGE(bool(t->swiglu != ref.swiglu), "falls back");
             CHECK_MESSAGE(bool(t->dot_f16_cols != ref.dot_f16_cols), "falls back");
@@ -374,6 +378,37 @@ TEST_CASE("exp_sum (softmax rows) is within 3 ulp of e^(scale x - shift) in doub
     }
 }
 
+TEST_CASE("cvt_to_f16 rounds like f32_to_f16, with tails") {
+    // every f16 value, the midpoints between neighbours (ties to even), and random floats over
+    // the whole range (subnormal results, overflow to inf); NaN must stay NaN
+    std::vector<float> v;
+    for (uint32_t h = 0; h < 65536; ++h) {
+        const float a = f16_to_f32(uint16_t(h)), b = f16_to_f32(uint16_t(h + 1));
+        v.push_back(a);
+        if (std::isfinite(a) && std::isfinite(b) && (h & 0x7fff) != 0x7bff) v.push_back(0.5f * (a + b));
+    }
+    Rng r{93};
+    for (int i = 0; i < 100000; ++i) {
+        uint32_t u = uint32_t(r.next());
+        float f;
+        std::memcpy(&f, &u, 4);
+        v.push_back(f);
+    }
+    for (const CpuKernels* t : kernels_available()) {
+        INFO("isa " << std::string(t->isa));
+        for (uint64_t n : {uint64_t(v.size()), uint64_t(1), uint64_t(15), uint64_t(17)}) {
+            std::vector<uint16_t> got(n + 1, 0xABCD);
+            t->cvt_to_f16(v.data(), got.data(), n);
+            int bad = got[n] != 0xABCD;  // nothing written past n
+            for (uint64_t i = 0; i < n; ++i) {
+                const uint16_t want = f32_to_f16(v[i]);
+                bad += std::isnan(v[i]) ? !std::isnan(f16_to_f32(got[i])) : got[i] != want;
+            }
+            CHECK(bad == 0);
+        }
+    }
+}
+
 TEST_CASE("dot_f16 equals the reference for every length, with tails") {
     Rng r{77};
     for (uint64_t n : {0ull, 1ull, 7ull, 16ull, 31ull, 32ull, 33ull, 100ull, 2048ull, 4103ull}) {
@@ -418,20 +453,100 @@ TEST_CASE("dot_f16_cols equals the reference for every column count and length, 
     }
 }
 
-TEST_CASE("sum_bits equals the reference for every length") {
-    for (const CpuKernels* t : kernels_available()) {
-        for (uint64_t n : {32ull, 64ull, 96ull, 576ull, 4096ull}) {
-            INFO("isa " << std::string(t->isa) << " n " << n);
-            Rng rng{n};
-            std::vector<uint8_t> bits(n / 8);
-            for (auto& b : bits) b = uint8_t(rng.next());
-            const std::vector<float> x = randvec(n, n + 1);
-            double mag = 0;
-            for (float v : x) mag += std::fabs(v);
-            const float want = kernels_ref().sum_bits(bits.data(), x.data(), n);
-            CHECK(std::fabs(t->sum_bits(bits.data(), x.data(), n) - want) <= 1e-6 * mag);
+TEST_CASE("a0_scale and a0_bits1 equal the reference for every length, row count and zero mode") {
+    const CpuKernels& ref = kernels_ref();
+    for (uint64_t k : {1ull, 15ull, 16ull, 17ull, 100ull, 576ull, 4099ull}) {
+        Rng rng{k};
+        std::vector<uint16_t> s(k), z(k);
+        for (uint64_t i = 0; i < k; ++i) {
+            s[i] = f32_to_f16(0.02f * rng.normal());
+            z[i] = f32_to_f16(float(rng.next() % 16));
+        }
+        const std::vector<float> x = randvec(k, k + 1);
+        const uint64_t kp = (k + 31) / 32 * 32, stride = kp / 8 + 3;  // code rows padded with zero codes
+        std::vector<uint8_t> codes(11 * stride, 0);
+        for (uint64_t t = 0; t < 11; ++t)
+            for (uint64_t i = 0; i < k; ++i)
+                if (rng.next() & 1) codes[t * stride + i / 8] |= uint8_t(1u << (i % 8));
+        for (bool code_zero : {true, false}) {
+            double mag = 0;  // sum |s x| + |m x|: the rounding scale
+            for (uint64_t i = 0; i < k; ++i) {
+                const double si = f16_to_f32(s[i]), zi = f16_to_f32(z[i]);
+                mag += std::fabs(si * x[i]) + std::fabs((code_zero ? zi * si : zi) * x[i]);
+            }
+            std::vector<float> want_xs(k), want_y(2 * 11);
+            const float want_bias = ref.a0_scale(s.data(), z.data(), code_zero, x.data(), k, want_xs.data());
+            ref.a0_bits1(s.data(), z.data(), code_zero, x.data(), k, codes.data(), stride, 11, want_y.data(), 2);
+            for (const CpuKernels* t : kernels_available()) {
+                INFO("isa " << std::string(t->isa) << " k " << k << " code_zero " << code_zero);
+                std::vector<float> xs(k + 1, 12345.0f);
+                const float bias = t->a0_scale(s.data(), z.data(), code_zero, x.data(), k, xs.data());
+                CHECK(std::fabs(bias - want_bias) <= 1e-6 * mag);
+                CHECK(std::memcmp(xs.data(), want_xs.data(), 4 * k) == 0);  // one product each
+                CHECK(xs[k] == 12345.0f);
+                for (uint64_t nrows : {1ull, 7ull, 8ull, 11ull}) {
+                    std::vector<float> y(2 * nrows, 12345.0f);
+                    t->a0_bits1(s.data(), z.data(), code_zero, x.data(), k, codes.data(), stride, nrows, y.data(), 2);
+                    int bad = 0;
+                    for (uint64_t r = 0; r < nrows; ++r)
+                        bad += !(std::fabs(y[2 * r] - want_y[2 * r]) <= 1e-6 * mag) + (y[2 * r + 1] != 12345.0f);
+                    CHECK(bad == 0);
+                }
+            }
         }
     }
+}
+
+TEST_CASE(
+    "the a0 runtime copy holds every class's decoded meta exactly and its code rows; matmul through it is "
+    "the matmul without it") {
+    size_t np = 0;
+    const Preset* presets = all_presets(&np);
+    int a0_presets = 0;
+    for (size_t pi = 0; pi < np; ++pi) {
+        const Preset& pr = presets[pi];
+        if (pr.type != Type::a0) continue;
+        for (auto [n, k] : lb_test::kernel_test_shapes(pr)) {
+            const QParams p = preset_params(pr, n, k);
+            const std::vector<uint8_t> blob = random_weight(pr.type, p, n, k, n * 5 + k);
+            WeightView w = make_view(pr.type, p, n, k, blob.data());
+            REQUIRE(tiled_supported(w));
+            ++a0_presets;
+            INFO("preset " << std::string(pr.name) << " n " << n << " k " << k);
+            const TiledWeight t = make_tiled(w);
+            const TiledLayout lay = tiled_layout(w);
+            REQUIRE(t.nbytes == lay.nbytes);
+            const uint64_t R = n / p.group;
+            int bad = 0;
+            for (uint64_t r = 0; r < R; ++r) {
+                const MetaRow m = meta_row_of(w, r);
+                const uint16_t* s16 = a0_scales(t.data.get(), lay, r);
+                const uint16_t* z16 = a0_zeros(t.data.get(), lay, r);
+                for (uint64_t i = 0; i < k; ++i) {  // the scalar field decoder, bit for bit
+                    const float s = decode_field_ref(m.srow, m.stab, p.sbits, p.smap, r, i, 1.0f);
+                    const float z = decode_field_ref(m.zrow, m.ztab, p.zbits, p.zmap, r, i, 0.0f);
+                    bad += f16_to_f32(s16[i]) != s || f16_to_f32(z16[i]) != z;
+                }
+                for (uint64_t g = 0; g < p.group; ++g)
+                    bad += std::memcmp(a0_codes(w, t.data.get(), lay, r, g), w.codes(r + g * R),
+                                       w.lay.code_row_bytes) != 0;
+            }
+            CHECK(bad == 0);
+            WeightView wc = w;
+            wc.tiles = t.data.get();
+            for (uint64_t ncols : {1ull, 3ull}) {
+                const std::vector<float> x = randvec(ncols * k, k + 7);
+                for (const CpuKernels* kern : kernels_available()) {
+                    INFO("isa " << std::string(kern->isa) << " ncols " << ncols);
+                    std::vector<float> y0(ncols * n), y1(ncols * n, std::nanf(""));
+                    matmul_simple(w, *kern, x.data(), ncols, y0.data());
+                    matmul_simple(wc, *kern, x.data(), ncols, y1.data());
+                    CHECK(std::memcmp(y0.data(), y1.data(), 4 * y0.size()) == 0);
+                }
+            }
+        }
+    }
+    CHECK(a0_presets >= 2);
 }
 
 TEST_CASE("the tiled layout holds every code and meta field of the rows it tiles") {

@@ -172,8 +172,10 @@ void usage() {
         "  --reps R           timed repetitions per case (default: automatic, median reported)\n"
         "  --gemm-n N         activation rows of the GEMM case (default 512)\n"
         "  --no-gemv --no-gemm --no-l3 --no-dram   skip cases\n"
-        "  --rows             keep rg weights in the row layout (default: the tiled layout where the\n"
-        "                     kernels have one, as lowbit run uses it)\n"
+        "  --rows             use the file layout only (default: the runtime copies lowbit run makes:\n"
+        "                     rg and sign tiled where the kernels have tiled kernels ('tiles16'), a0\n"
+        "                     meta decoded to f16 ('meta f16': 5 bits read per 1-bit weight, not 3);\n"
+        "                     bpw and the bandwidth fraction always count the file's bytes)\n"
         "  --isa NAME         kernel table (ref, avx2, avx512, neon; default: best available)\n"
         "  --backend B        cpu (default) or cuda: the CUDA kernels, against the measured device copy\n"
         "                     bandwidth (--threads, --isa, --no-l3 and --no-dram do not apply)\n"
@@ -346,26 +348,28 @@ int bench_kernels(int argc, char** argv) {
             if ((where == 0 && !o.l3) || (where == 1 && !o.dram)) continue;
             // DRAM case: copies whose total exceeds 1 GiB, visited round-robin
             const uint64_t copies = where == 0 ? 1 : ((uint64_t(1) << 30) + bytes - 1) / bytes + 1;
-            // tiled weights: copies of the tiles, all over the one row-layout blob (which the
-            // kernels read for the tables and the untiled rows only)
+            // runtime copies (backends/cpu/tiled.h), as lowbit run makes them. Tiled rg and sign
+            // weights: copies of the tiles, all over the one row-layout blob (which the kernels
+            // read for the tables and the untiled rows only); a0: a blob (its codes) and a
+            // decoded meta copy per copy
             const WeightView base_view = make_view(pr.type, p, n, k, base.data());
-            const bool tiled = !o.rows && kern.tiles && tiled_supported(base_view);
+            const bool copy = !o.rows && runtime_copy_used(base_view, kern);
+            const bool tiled = copy && pr.type != Type::a0;
             std::vector<std::vector<uint8_t>> blobs(tiled ? 0 : copies);
             for (auto& b : blobs) b = base;
             std::vector<TiledWeight> tiles;
             std::vector<WeightView> views;
-            if (tiled) {
+            if (copy) {
                 tiles.push_back(make_tiled(base_view));
                 for (uint64_t c = 1; c < copies; ++c) {
                     tiles.push_back(make_buffer(tiles[0].nbytes));
                     std::memcpy(tiles.back().data.get(), tiles[0].data.get(), tiles[0].nbytes);
                 }
-                for (auto& t : tiles) {
-                    views.push_back(base_view);
-                    views.back().tiles = t.data.get();
-                }
             }
-            for (auto& b : blobs) views.push_back(make_view(pr.type, p, n, k, b.data()));
+            for (uint64_t c = 0; c < copies; ++c) {
+                views.push_back(tiled ? base_view : make_view(pr.type, p, n, k, blobs[c].data()));
+                if (copy) views.back().tiles = tiles[c].data.get();
+            }
             for (int kind = 0; kind < 2; ++kind) {
                 if ((kind == 0 && !o.gemv) || (kind == 1 && !o.gemm)) continue;
                 if (kind == 1 && where == 1) continue;  // GEMM is compute-bound: DRAM case adds nothing
@@ -388,7 +392,7 @@ int bench_kernels(int argc, char** argv) {
                 }
                 const double s = median(t);
                 Result res = make_result(pr.name, where == 0 ? "L3" : "DRAM", k, n, ncols, bytes, s, bw);
-                if (tiled) res.layout = "tiles16";
+                if (copy) res.layout = tiled ? "tiles16" : "meta f16";
                 results.push_back(res);
                 std::printf("| %s | %llux%llu | %llu | %s%s | %s | %.3f | %.1f | %.1f | %.1f | %s |\n",
                             res.type.c_str(), (unsigned long long)k, (unsigned long long)n, (unsigned long long)ncols,

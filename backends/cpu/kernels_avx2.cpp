@@ -353,6 +353,68 @@ void swiglu_avx2(const float* x, const float* g, float* y, uint64_t n) {
     }
 }
 
+float a0_scale_avx2(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k, float* xs) {
+    __m256 acc = _mm256_setzero_ps();
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    uint64_t i = 0;
+    for (; i + 8 <= k; i += 8) {
+        const __m256 sv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i)));
+        __m256 zv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(z + i)));
+        const __m256 xv = _mm256_loadu_ps(x + i);
+        _mm256_storeu_ps(xs + i, _mm256_mul_ps(sv, xv));
+        if (code_zero) zv = _mm256_mul_ps(zv, sv);
+        acc = _mm256_fmadd_ps(_mm256_xor_ps(zv, sign), xv, acc);
+    }
+    float bias = hsum(acc);
+    for (; i < k; ++i) {
+        const float si = f16_to_f32(s[i]), zi = f16_to_f32(z[i]);
+        xs[i] = si * x[i];
+        bias += (code_zero ? -(zi * si) : -zi) * x[i];
+    }
+    return bias;
+}
+
+// NR rows of one class: xs = s x is made once per 8 columns and added into each row's lanes
+// under that row's code byte (lane masks by comparing with each lane's bit)
+template <int NR>
+static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
+                           const uint8_t* codes, uint64_t code_stride, float* y, uint64_t ystride) {
+    const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 acc[NR], bacc = _mm256_setzero_ps();
+    for (int t = 0; t < NR; ++t) acc[t] = _mm256_setzero_ps();
+    uint64_t i = 0;
+    for (; i + 8 <= k; i += 8) {
+        const __m256 sv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i)));
+        __m256 zv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(z + i)));
+        const __m256 xv = _mm256_loadu_ps(x + i);
+        const __m256 xs = _mm256_mul_ps(sv, xv);
+        if (code_zero) zv = _mm256_mul_ps(zv, sv);
+        bacc = _mm256_fmadd_ps(_mm256_xor_ps(zv, sign), xv, bacc);
+        for (int t = 0; t < NR; ++t) {
+            const __m256i b = _mm256_and_si256(_mm256_set1_epi32(codes[t * code_stride + i / 8]), lane_bit);
+            acc[t] = _mm256_add_ps(acc[t], _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(b, lane_bit)), xs));
+        }
+    }
+    float bias = hsum(bacc), tail[NR] = {};
+    for (; i < k; ++i) {
+        const float si = f16_to_f32(s[i]), zi = f16_to_f32(z[i]);
+        bias += (code_zero ? -(zi * si) : -zi) * x[i];
+        for (int t = 0; t < NR; ++t)
+            if (codes[t * code_stride + i / 8] >> (i & 7) & 1) tail[t] += si * x[i];
+    }
+    for (int t = 0; t < NR; ++t) y[t * ystride] = hsum(acc[t]) + tail[t] + bias;
+}
+
+void a0_bits1_avx2(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
+                   const uint8_t* codes, uint64_t code_stride, uint64_t nrows, float* y, uint64_t ystride) {
+    uint64_t t = 0;
+    for (; t + 8 <= nrows; t += 8)
+        a0_bits1_block<8>(s, z, code_zero, x, k, codes + t * code_stride, code_stride, y + t * ystride, ystride);
+    for (; t < nrows; ++t)
+        a0_bits1_block<1>(s, z, code_zero, x, k, codes + t * code_stride, code_stride, y + t * ystride, ystride);
+}
+
 float exp_sum_avx2(const float* x, float scale, float shift, float* y, uint64_t n) {
     __m256 acc = _mm256_setzero_ps();
     uint64_t i = 0;
@@ -372,6 +434,14 @@ float exp_sum_avx2(const float* x, float scale, float shift, float* y, uint64_t 
         for (uint64_t j = i; j < n; ++j) s += y[j] = yt[j - i];
     }
     return s;
+}
+
+void cvt_to_f16_avx2(const float* src, uint16_t* dst, uint64_t n) {
+    uint64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < n; ++i) dst[i] = f32_to_f16(src[i]);
 }
 
 void cvt_f16_avx2(const uint16_t* src, float* dst, uint64_t n) {
@@ -398,26 +468,13 @@ float dot_f16_avx2(const uint16_t* w, const float* x, uint64_t n) {
     return s;
 }
 
-float sum_bits_avx2(const uint8_t* bits, const float* x, uint64_t n) {
-    const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    for (uint64_t i = 0; i < n; i += 16) {
-        const __m256i b0 = _mm256_and_si256(_mm256_set1_epi32(bits[i >> 3]), lane_bit);
-        const __m256i b1 = _mm256_and_si256(_mm256_set1_epi32(bits[(i >> 3) + 1]), lane_bit);
-        acc0 = _mm256_add_ps(
-            acc0, _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(b0, lane_bit)), _mm256_loadu_ps(x + i)));
-        acc1 = _mm256_add_ps(
-            acc1, _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(b1, lane_bit)), _mm256_loadu_ps(x + i + 8)));
-    }
-    return hsum(_mm256_add_ps(acc0, acc1));
-}
-
 }  // namespace
 
 const CpuKernels& kernels_avx2() {
-    static const CpuKernels k = make_kernels("avx2", quantize_act_avx2, dot_avx2<1>, dot_avx2<2>, dot_avx2<3>,
-                                             dot_avx2<4>, dot_avx2<8>, dot_f32_avx2, decode_meta_avx2, cvt_f16_avx2,
-                                             sum_bits_avx2, dot_f16_avx2, swiglu_avx2, dot_f16_cols_avx2, exp_sum_avx2);
+    static const CpuKernels k =
+        make_kernels("avx2", quantize_act_avx2, dot_avx2<1>, dot_avx2<2>, dot_avx2<3>, dot_avx2<4>, dot_avx2<8>,
+                     dot_f32_avx2, decode_meta_avx2, cvt_f16_avx2, cvt_to_f16_avx2, dot_f16_avx2, swiglu_avx2,
+                     dot_f16_cols_avx2, exp_sum_avx2, a0_scale_avx2, a0_bits1_avx2);
     return k;
 }
 

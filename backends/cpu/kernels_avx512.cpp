@@ -404,6 +404,61 @@ void swiglu_avx512(const float* x, const float* g, float* y, uint64_t n) {
     }
 }
 
+float a0_scale_avx512(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k, float* xs) {
+    __m512 acc = _mm512_setzero_ps();
+    const __m512i sign = _mm512_set1_epi32(int(0x80000000u));
+    for (uint64_t i = 0; i < k; i += 16) {
+        const __mmask16 m = k - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (k - i)) - 1);
+        const __m512 sv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, s + i));
+        __m512 zv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, z + i));
+        const __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
+        _mm512_mask_storeu_ps(xs + i, m, _mm512_mul_ps(sv, xv));
+        if (code_zero) zv = _mm512_mul_ps(zv, sv);
+        // m = -(z s) or -z, by flipping the sign bit as the reference's unary minus
+        acc = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(zv), sign)), xv, acc);
+    }
+    return hsum(acc);
+}
+
+// NR rows of one class: xs = s x is made once per 16 columns and added into each row's lanes
+// under that row's 16 code bits (one masked add per row)
+template <int NR>
+static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
+                           const uint8_t* codes, uint64_t code_stride, float* y, uint64_t ystride) {
+    __m512 acc[NR], bacc = _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int t = 0; t < NR; ++t) acc[t] = _mm512_setzero_ps();
+    const __m512i sign = _mm512_set1_epi32(int(0x80000000u));
+    for (uint64_t i = 0; i < k; i += 16) {
+        const __mmask16 m = k - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (k - i)) - 1);
+        const __m512 sv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, s + i));
+        __m512 zv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, z + i));
+        const __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
+        const __m512 xs = _mm512_mul_ps(sv, xv);
+        if (code_zero) zv = _mm512_mul_ps(zv, sv);
+        bacc = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(zv), sign)), xv, bacc);
+        const uint8_t* c = codes + i / 8;
+#pragma GCC unroll 8
+        for (int t = 0; t < NR; ++t) {  // codes past k are zero (rows are padded with zero codes)
+            uint16_t bits;
+            std::memcpy(&bits, c + t * code_stride, 2);
+            acc[t] = _mm512_mask_add_ps(acc[t], __mmask16(bits), acc[t], xs);
+        }
+    }
+    const float bias = hsum(bacc);
+#pragma GCC unroll 8
+    for (int t = 0; t < NR; ++t) y[t * ystride] = hsum(acc[t]) + bias;
+}
+
+void a0_bits1_avx512(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
+                     const uint8_t* codes, uint64_t code_stride, uint64_t nrows, float* y, uint64_t ystride) {
+    uint64_t t = 0;
+    for (; t + 8 <= nrows; t += 8)
+        a0_bits1_block<8>(s, z, code_zero, x, k, codes + t * code_stride, code_stride, y + t * ystride, ystride);
+    for (; t < nrows; ++t)
+        a0_bits1_block<1>(s, z, code_zero, x, k, codes + t * code_stride, code_stride, y + t * ystride, ystride);
+}
+
 float exp_sum_avx512(const float* x, float scale, float shift, float* y, uint64_t n) {
     __m512 acc = _mm512_setzero_ps();
     for (uint64_t i = 0; i < n; i += 16) {
@@ -415,6 +470,15 @@ float exp_sum_avx512(const float* x, float scale, float shift, float* y, uint64_
         acc = _mm512_add_ps(acc, e);
     }
     return hsum(acc);
+}
+
+void cvt_to_f16_avx512(const float* src, uint16_t* dst, uint64_t n) {
+    for (uint64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+        _mm256_mask_storeu_epi16(
+            dst + i, m,
+            _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
 }
 
 void cvt_f16_avx512(const uint16_t* src, float* dst, uint64_t n) {
@@ -447,26 +511,15 @@ float dot_f16_avx512(const uint16_t* w, const float* x, uint64_t n) {
 }
 
 // 16 inputs per step: two code bytes are the add mask
-float sum_bits_avx512(const uint8_t* bits, const float* x, uint64_t n) {
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    uint64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        uint32_t m;
-        std::memcpy(&m, bits + i / 8, 4);
-        acc0 = _mm512_mask_add_ps(acc0, __mmask16(m), acc0, _mm512_loadu_ps(x + i));
-        acc1 = _mm512_mask_add_ps(acc1, __mmask16(m >> 16), acc1, _mm512_loadu_ps(x + i + 16));
-    }
-    return hsum(_mm512_add_ps(acc0, acc1));
-}
 
 }  // namespace
 
 const CpuKernels& kernels_avx512() {
     static const CpuKernels k = [] {
-        CpuKernels t =
-            make_kernels("avx512", quantize_act_avx512, dot_avx512<1>, dot_avx512<2>, dot_avx512<3>, dot_avx512<4>,
-                         dot_avx512<8>, dot_f32_avx512, decode_meta_avx512, cvt_f16_avx512, sum_bits_avx512,
-                         dot_f16_avx512, swiglu_avx512, dot_f16_cols_avx512, exp_sum_avx512);
+        CpuKernels t = make_kernels("avx512", quantize_act_avx512, dot_avx512<1>, dot_avx512<2>, dot_avx512<3>,
+                                    dot_avx512<4>, dot_avx512<8>, dot_f32_avx512, decode_meta_avx512, cvt_f16_avx512,
+                                    cvt_to_f16_avx512, dot_f16_avx512, swiglu_avx512, dot_f16_cols_avx512,
+                                    exp_sum_avx512, a0_scale_avx512, a0_bits1_avx512);
         t.tiles = cpu_has_gfni() ? tiles_avx512 : nullptr;  // tiles_avx512_gfni.cpp
         return t;
     }();

@@ -407,6 +407,66 @@ void swiglu_neon(const float* x, const float* g, float* y, uint64_t n) {
     }
 }
 
+float a0_scale_neon(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k, float* xs) {
+    float32x4_t acc = vdupq_n_f32(0);
+    uint64_t i = 0;
+    for (; i + 4 <= k; i += 4) {
+        const float32x4_t sv = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(s + i)));
+        float32x4_t zv = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(z + i)));
+        const float32x4_t xv = vld1q_f32(x + i);
+        vst1q_f32(xs + i, vmulq_f32(sv, xv));
+        if (code_zero) zv = vmulq_f32(zv, sv);
+        acc = vfmaq_f32(acc, vnegq_f32(zv), xv);
+    }
+    float bias = vaddvq_f32(acc);
+    for (; i < k; ++i) {
+        const float si = f16_to_f32(s[i]), zi = f16_to_f32(z[i]);
+        xs[i] = si * x[i];
+        bias += (code_zero ? -(zi * si) : -zi) * x[i];
+    }
+    return bias;
+}
+
+// NR rows of one class: xs = s x is made once per 4 columns and added into each row's lanes
+// under that row's 4 code bits (lane masks by testing each lane's bit)
+template <int NR>
+static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
+                           const uint8_t* codes, uint64_t code_stride, float* y, uint64_t ystride) {
+    const uint32x4_t lane_bit = {1, 2, 4, 8};
+    float32x4_t acc[NR], bacc = vdupq_n_f32(0);
+    for (int t = 0; t < NR; ++t) acc[t] = vdupq_n_f32(0);
+    uint64_t i = 0;
+    for (; i + 4 <= k; i += 4) {
+        const float32x4_t sv = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(s + i)));
+        float32x4_t zv = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(z + i)));
+        const float32x4_t xv = vld1q_f32(x + i);
+        const uint32x4_t xs = vreinterpretq_u32_f32(vmulq_f32(sv, xv));
+        if (code_zero) zv = vmulq_f32(zv, sv);
+        bacc = vfmaq_f32(bacc, vnegq_f32(zv), xv);
+        for (int t = 0; t < NR; ++t) {
+            const uint32x4_t m = vtstq_u32(vdupq_n_u32(uint32_t(codes[t * code_stride + i / 8] >> (i & 4))), lane_bit);
+            acc[t] = vaddq_f32(acc[t], vreinterpretq_f32_u32(vandq_u32(m, xs)));
+        }
+    }
+    float bias = vaddvq_f32(bacc), tail[NR] = {};
+    for (; i < k; ++i) {
+        const float si = f16_to_f32(s[i]), zi = f16_to_f32(z[i]);
+        bias += (code_zero ? -(zi * si) : -zi) * x[i];
+        for (int t = 0; t < NR; ++t)
+            if (codes[t * code_stride + i / 8] >> (i & 7) & 1) tail[t] += si * x[i];
+    }
+    for (int t = 0; t < NR; ++t) y[t * ystride] = vaddvq_f32(acc[t]) + tail[t] + bias;
+}
+
+void a0_bits1_neon(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
+                   const uint8_t* codes, uint64_t code_stride, uint64_t nrows, float* y, uint64_t ystride) {
+    uint64_t t = 0;
+    for (; t + 8 <= nrows; t += 8)
+        a0_bits1_block<8>(s, z, code_zero, x, k, codes + t * code_stride, code_stride, y + t * ystride, ystride);
+    for (; t < nrows; ++t)
+        a0_bits1_block<1>(s, z, code_zero, x, k, codes + t * code_stride, code_stride, y + t * ystride, ystride);
+}
+
 float exp_sum_neon(const float* x, float scale, float shift, float* y, uint64_t n) {
     float32x4_t acc = vdupq_n_f32(0);
     uint64_t i = 0;
@@ -423,6 +483,12 @@ float exp_sum_neon(const float* x, float scale, float shift, float* y, uint64_t 
         for (uint64_t j = i; j < n; ++j) s += y[j] = yt[j - i];
     }
     return s;
+}
+
+void cvt_to_f16_neon(const float* src, uint16_t* dst, uint64_t n) {
+    uint64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1_u16(dst + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(src + i))));
+    for (; i < n; ++i) dst[i] = f32_to_f16(src[i]);
 }
 
 void cvt_f16_neon(const uint16_t* src, float* dst, uint64_t n) {
@@ -449,25 +515,13 @@ float dot_f16_neon(const uint16_t* w, const float* x, uint64_t n) {
     return s;
 }
 
-float sum_bits_neon(const uint8_t* bits, const float* x, uint64_t n) {
-    const uint32x4_t lane_bit = {1, 2, 4, 8};
-    float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
-    for (uint64_t i = 0; i < n; i += 8) {
-        const uint32_t byte = bits[i >> 3];
-        const uint32x4_t m0 = vtstq_u32(vdupq_n_u32(byte), lane_bit);
-        const uint32x4_t m1 = vtstq_u32(vdupq_n_u32(byte >> 4), lane_bit);
-        acc0 = vaddq_f32(acc0, vreinterpretq_f32_u32(vandq_u32(m0, vreinterpretq_u32_f32(vld1q_f32(x + i)))));
-        acc1 = vaddq_f32(acc1, vreinterpretq_f32_u32(vandq_u32(m1, vreinterpretq_u32_f32(vld1q_f32(x + i + 4)))));
-    }
-    return vaddvq_f32(vaddq_f32(acc0, acc1));
-}
-
 }  // namespace
 
 const CpuKernels& kernels_neon() {
-    static const CpuKernels k = make_kernels("neon", quantize_act_neon, dot_neon<1>, dot_neon<2>, dot_neon<3>,
-                                             dot_neon<4>, dot_neon<8>, dot_f32_neon, decode_meta_neon, cvt_f16_neon,
-                                             sum_bits_neon, dot_f16_neon, swiglu_neon, dot_f16_cols_neon, exp_sum_neon);
+    static const CpuKernels k =
+        make_kernels("neon", quantize_act_neon, dot_neon<1>, dot_neon<2>, dot_neon<3>, dot_neon<4>, dot_neon<8>,
+                     dot_f32_neon, decode_meta_neon, cvt_f16_neon, cvt_to_f16_neon, dot_f16_neon, swiglu_neon,
+                     dot_f16_cols_neon, exp_sum_neon, a0_scale_neon, a0_bits1_neon);
     return k;
 }
 

@@ -1,9 +1,10 @@
 // matmul.cpp: the CPU matmul driver (see matmul.h). Layout math per type:
 //   rg:   y = sum_i q[i] xq[i] xd[i/32] s[i/g] + sum_g m[g] * xsum[g]
 //   a0:   per row class r: xs = s[r] * x (quantized), bias = sum_k m[r][k] x[k];
-//         y[row] = sum_k q[row][k] * xs[k] + bias for the `group` rows of the class
+//         y[row] = sum_k q[row][k] * xs[k] + bias for the `group` rows of the class; the meta
+//         (s, z) as f16 from the decoded copy of backends/cpu/tiled.h or decoded per class
 //   sign: xg = g * x (quantized); y[row] = h[row] * (sum xg - 2 * sum_{bit=1} xg)
-//   a0 with 1-bit codes: no quantization, y[row] = sum of xs over the set bits + bias (sum_bits)
+//   a0 with 1-bit codes: no quantization, y[row] = sum of xs over the set bits + bias (a0_bits1)
 //   f32/f16/bf16: float dot products
 #include "backends/cpu/matmul.h"
 
@@ -66,15 +67,17 @@ static ActRows shared_rows(const Matmul& mm) {
 
 // rg weights with a tiled copy: the kernel table runs tiles of 16 rows (backends/cpu/tiled.h);
 // the rows after the last whole tile go through the row kernels
-static bool use_tiles(const WeightView& w, const CpuKernels& kern) { return w.tiles && kern.tiles; }
+static bool use_tiles(const WeightView& w, const CpuKernels& kern) {
+    return w.tiles && kern.tiles && (w.type == Type::rg || w.type == Type::sign);
+}
 
 uint64_t Matmul::thread_bytes(const WeightView& w) {
     const uint64_t kp = act_kp(w.k);
     switch (w.type) {
         case Type::rg:
             return private_bytes(w) + std::max(2 * kRowTile * 4 * (kp / 8), w.tiles ? 4 * tiled_scratch_floats(w) : 0);
-        case Type::a0:
-            return 2 * align64(4 * w.k) + 2 * align64(4 * kp) + align64(act_row_bytes(w.k));
+        case Type::a0:  // s, m, xs, f16 s and z, the quantized xs
+            return 2 * align64(4 * w.k) + align64(4 * kp) + 2 * align64(2 * w.k) + align64(act_row_bytes(w.k));
         case Type::sign:
             return private_bytes(w);
         default:
@@ -176,32 +179,44 @@ void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
             break;
         }
         case Type::a0: {
+            // per class r: the decoded meta (the copy of tiled.h, or decoded here the same way),
+            // then 1-bit codes: a0_bits1, the class's rows together in float; wider codes: the
+            // scaled activation xs = s x, quantized, shared by the class's rows, plus the bias
             const uint64_t R = n / p.group;
+            const bool code_zero = p.zmode == ZeroMode::code;
             float* s = reinterpret_cast<float*>(ts);
             float* m = reinterpret_cast<float*>(ts + align64(4 * k));
             float* xs = reinterpret_cast<float*>(ts + 2 * align64(4 * k));
-            uint8_t* act = ts + 2 * align64(4 * k) + 2 * align64(4 * kp);
+            uint16_t* s16b = reinterpret_cast<uint16_t*>(ts + 2 * align64(4 * k) + align64(4 * kp));
+            uint16_t* z16b = reinterpret_cast<uint16_t*>(ts + 2 * align64(4 * k) + align64(4 * kp) + align64(2 * k));
+            uint8_t* act = ts + 2 * align64(4 * k) + align64(4 * kp) + 2 * align64(2 * k);
             auto dot = kern->dot[p.bits];
-            for (uint64_t i = k; i < kp; ++i) xs[i] = 0;  // the bit sums read up to kp
+            const TiledLayout lay = w->tiles ? tiled_layout(*w) : TiledLayout{};
             for (uint64_t r = ub; r < ue; ++r) {
-                kern->decode_meta(*w, r, s, m);
+                const uint16_t *s16 = s16b, *z16 = z16b;
+                const uint8_t* codes = w->codes(r);  // row t of the class at codes + t * cstride
+                uint64_t cstride = R * w->lay.code_row_bytes;
+                if (w->tiles) {
+                    s16 = a0_scales(w->tiles, lay, r);
+                    z16 = a0_zeros(w->tiles, lay, r);
+                    codes = a0_codes(*w, w->tiles, lay, r, 0);
+                    cstride = w->lay.code_row_bytes;
+                    if (r + 1 < ue)  // the next class (a sequential stream; this one is in L1 by now)
+                        prefetch_bytes(reinterpret_cast<const uint8_t*>(s16) + lay.tile_bytes, lay.tile_bytes);
+                } else {
+                    decode_a0_class(*w, *kern, r, s, m, s16b, z16b);
+                }
                 for (uint64_t j = 0; j < ncols; ++j) {
                     const float* xj = x + j * k;
-                    for (uint64_t i = 0; i < k; ++i) xs[i] = s[i] * xj[i];
-                    const float bias = kern->dot_f32(m, xj, k);
-                    if (p.bits == 1) {  // q is 0 or 1: y = sum of xs over the set bits, in float
-                        for (uint64_t t = 0; t < p.group; ++t) {
-                            const uint64_t o = r + t * R;
-                            y[j * n + o] = kern->sum_bits(w->codes(o), xs, w->lay.kp) + bias;
-                        }
+                    if (p.bits == 1) {
+                        kern->a0_bits1(s16, z16, code_zero, xj, k, codes, cstride, p.group, y + j * n + r, R);
                         continue;
                     }
+                    const float bias = kern->a0_scale(s16, z16, code_zero, xj, k, xs);
                     QActRow a = act_row(act, k);
                     kern->quantize_act(xs, k, a);
-                    for (uint64_t t = 0; t < p.group; ++t) {
-                        const uint64_t o = r + t * R;
-                        y[j * n + o] = dot(w->codes(o), w->lay.kp, a.q, a.d, nullptr, 0) + bias;
-                    }
+                    for (uint64_t t = 0; t < p.group; ++t)
+                        y[j * n + r + t * R] = dot(codes + t * cstride, w->lay.kp, a.q, a.d, nullptr, 0) + bias;
                 }
             }
             break;

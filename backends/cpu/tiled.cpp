@@ -1,11 +1,15 @@
-// tiled.cpp: the row-tiled layout of rg and sign weights (see tiled.h): eligibility, sizes, the tiling
-// and scalar readers. Portable scalar code; the kernels that read tiles are per ISA.
+// tiled.cpp: the CPU runtime copies (see tiled.h): the row-tiled layout of rg and sign weights
+// (eligibility, sizes, the tiling and scalar readers) and the decoded meta of a0 weights. Portable
+// scalar code; the kernels that read the copies are per ISA.
 #include "backends/cpu/tiled.h"
 
+#include <cmath>
 #include <cstring>
 #include <vector>
 
+#include "backends/cpu/dispatch.h"
 #include "core/error.h"
+#include "core/half.h"
 
 namespace lb {
 
@@ -21,6 +25,7 @@ static bool field_ok(uint32_t fbits, const MetaMap& m, uint64_t n) {
 }
 
 bool tiled_supported(const WeightView& w) {
+    if (w.type == Type::a0) return true;
     if (w.n < kTileRows) return false;
     if (w.type == Type::sign) return true;  // 1-bit codes, no meta fields
     if (w.type != Type::rg) return false;
@@ -38,9 +43,24 @@ static uint64_t field_bytes(uint32_t fbits, uint64_t groups) {
     return 16 * ((groups + per - 1) / per);
 }
 
+bool runtime_copy_used(const WeightView& w, const CpuKernels& k) {
+    return w.type == Type::a0 || (k.tiles && tiled_supported(w));
+}
+
 TiledLayout tiled_layout(const WeightView& w) {
     LB_CHECK(tiled_supported(w), "tiled layout: %s %llux%llu cannot be tiled", describe(w.type, w.p).c_str(),
              (unsigned long long)w.n, (unsigned long long)w.k);
+    if (w.type == Type::a0) {  // class-major: scales, zeros, code rows
+        TiledLayout t;
+        t.ntiles = w.n / w.p.group;
+        t.off_scales = 0;
+        t.off_zeros = align64(2 * w.k);
+        t.off_codes = t.off_zeros + align64(2 * w.k);
+        t.code_bytes = w.p.group * w.lay.code_row_bytes;
+        t.tile_bytes = t.off_codes + align64(t.code_bytes);
+        t.nbytes = t.ntiles * t.tile_bytes;
+        return t;
+    }
     const uint64_t groups = tiled_groups(w);
     TiledLayout t;
     t.ntiles = w.n / kTileRows;
@@ -78,7 +98,48 @@ static uint32_t row_field(const uint8_t* r, uint32_t f, uint64_t c) {
     return meta_code(r, f, c);
 }
 
+const uint16_t* a0_scales(const uint8_t* copy, const TiledLayout& lay, uint64_t r) {
+    return reinterpret_cast<const uint16_t*>(copy + r * lay.tile_bytes + lay.off_scales);
+}
+const uint16_t* a0_zeros(const uint8_t* copy, const TiledLayout& lay, uint64_t r) {
+    return reinterpret_cast<const uint16_t*>(copy + r * lay.tile_bytes + lay.off_zeros);
+}
+const uint8_t* a0_codes(const WeightView& w, const uint8_t* copy, const TiledLayout& lay, uint64_t r, uint64_t t) {
+    return copy + r * lay.tile_bytes + lay.off_codes + t * w.lay.code_row_bytes;
+}
+
+void decode_a0_class(const WeightView& w, const CpuKernels& kern, uint64_t r, float* s, float* m, uint16_t* s16,
+                     uint16_t* z16) {
+    kern.decode_meta(w, r, s, m);
+    kern.cvt_to_f16(s, s16, w.k);
+    if (w.p.zmode == ZeroMode::code) {
+        for (uint64_t i = 0; i < w.k; ++i) m[i] = -m[i] / s[i];
+        const MetaRow mr = meta_row_of(w, r);
+        for (uint64_t i = 0; i < w.k; ++i)
+            if (!(std::isfinite(s[i]) && s[i] != 0.0f))
+                m[i] = decode_field_ref(mr.zrow, mr.ztab, w.p.zbits, w.p.zmap, r, i, 0.0f);
+    } else {
+        for (uint64_t i = 0; i < w.k; ++i) m[i] = -m[i];
+    }
+    kern.cvt_to_f16(m, z16, w.k);
+}
+
+static void copy_a0(const WeightView& w, uint8_t* out) {
+    const TiledLayout t = tiled_layout(w);
+    const uint64_t R = t.ntiles;
+    std::memset(out, 0, t.nbytes);
+    std::vector<float> s(w.k), m(w.k);
+    for (uint64_t r = 0; r < R; ++r) {
+        uint8_t* c = out + r * t.tile_bytes;
+        decode_a0_class(w, kernels_best(), r, s.data(), m.data(), reinterpret_cast<uint16_t*>(c + t.off_scales),
+                        reinterpret_cast<uint16_t*>(c + t.off_zeros));
+        for (uint64_t i = 0; i < w.p.group; ++i)
+            std::memcpy(c + t.off_codes + i * w.lay.code_row_bytes, w.codes(r + i * R), w.lay.code_row_bytes);
+    }
+}
+
 void tile_weight(const WeightView& w, uint8_t* out) {
+    if (w.type == Type::a0) return copy_a0(w, out);
     const TiledLayout t = tiled_layout(w);
     const QParams& p = w.p;
     const uint64_t groups = tiled_groups(w), kp = w.lay.kp;
@@ -118,6 +179,7 @@ void tile_weight(const WeightView& w, uint8_t* out) {
 }
 
 uint32_t tiled_code(const WeightView& w, const uint8_t* tiles, uint64_t row, uint64_t i) {
+    LB_CHECK(w.type != Type::a0, "tiled_code: a0 copies hold no codes");
     const TiledLayout t = tiled_layout(w);
     uint64_t byte;
     uint32_t shift;
@@ -126,6 +188,7 @@ uint32_t tiled_code(const WeightView& w, const uint8_t* tiles, uint64_t row, uin
 }
 
 uint32_t tiled_field(const WeightView& w, const uint8_t* tiles, bool zero, uint64_t row, uint64_t group) {
+    LB_CHECK(w.type != Type::a0, "tiled_field: a0 copies hold decoded meta (a0_scales, a0_zeros)");
     const TiledLayout t = tiled_layout(w);
     const uint32_t f = zero ? w.p.zbits : w.p.sbits;
     if (f == 0) return 0;

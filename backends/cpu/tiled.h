@@ -1,5 +1,6 @@
-// tiled.h: the row-tiled runtime layout of rg and sign weights, for the CPU kernels that have one
-// (CpuKernels::tiles). It is made from the file layout at load time and never stored.
+// tiled.h: the CPU runtime copies of weights (WeightView::tiles), made from the file layout at
+// load time and never stored: the row-tiled layout of rg and sign weights, for the CPU kernels
+// that have one (CpuKernels::tiles), and the decoded meta of a0 weights, for every kernel table.
 //
 // Why: in the row layout of formats/blocktypes.md a kernel computes one row at a time: each step
 // of 64 inputs ends in 16 int32 lanes of that row that must be scaled per activation block and
@@ -23,6 +24,17 @@
 //          F = 16:         G units of 32 bytes: the 16 rows' raw f16 values, row r at 2r.
 //          F = 0:          nothing.
 // Second-level tables, the parameters and the untiled rows stay in the original blob.
+//
+// a0 weights (HQQ axis 0, formats/blocktypes.md): the copy is class-major with the meta decoded.
+// For each of the R = n / group row classes, tile_bytes long and 64-byte aligned: k f16 scales,
+// k f16 zeros (at off_zeros), then the code rows of the class's `group` rows r, r + R, ... as the
+// blob has them (at off_codes, code_row_bytes each). Why: every (class, column) has its own 8-bit
+// scale and zero code, each decoded through its own table entry with two fp16 roundings (HQQ's
+// group-128 meta): about 25 vector operations per 16 columns, shared by only `group` (8) rows of
+// 1-bit codes, so the GEMV was compute-bound at a fifth of the read bandwidth. Decoded scales
+// and zeros are f16 values (the second level rounds to f16), so f16 holds them exactly: the
+// kernel reads 4 bytes per class and column instead of 2 (5 bits per 1-bit weight instead of 3),
+// only converts them, and reads everything of a class from one place (one stream per thread).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -38,6 +50,7 @@ struct TiledLayout {
     uint64_t ntiles = 0;
     uint64_t code_bytes = 0;  // per tile
     uint64_t off_scales = 0, off_zeros = 0;
+    uint64_t off_codes = 0;  // a0: the class's code rows
     uint64_t tile_bytes = 0;
     uint64_t nbytes = 0;  // ntiles * tile_bytes
 };
@@ -46,11 +59,26 @@ struct TiledLayout {
 // vectors stay in the blob) or an rg weight with code bits 1/2/4/8, group 8, 16 or a multiple
 // of 32, and each meta field raw f16, absent, or a 1/2/4/8-bit code whose table entry is the
 // same for the 16 rows of every tile (rstride 0, rdiv >= n, or rdiv a multiple of 16).
+// Every a0 weight (its decoded meta).
 bool tiled_supported(const WeightView& w);
+// The copy the CPU driver uses with kernel table `k`: a0 always, rg and sign where k has tiled
+// kernels and tiled_supported(w).
+bool runtime_copy_used(const WeightView& w, const CpuKernels& k);
 TiledLayout tiled_layout(const WeightView& w);
 
-// Writes the tiles of w into out (tiled_layout(w).nbytes bytes).
+// Writes the tiles of w (a0: the decoded meta) into out (tiled_layout(w).nbytes bytes).
 void tile_weight(const WeightView& w, uint8_t* out);
+
+// a0: decodes class r's meta (decode_meta of `kern` into s and m, k floats each) into k f16
+// scales and zeros, as the copy holds them: z from m = -(z * s), which is exact in f32 for f16 z
+// and s, so -m / s is z exactly (s = 0 or not finite: the zero field itself)
+void decode_a0_class(const WeightView& w, const CpuKernels& kern, uint64_t r, float* s, float* m, uint16_t* s16,
+                     uint16_t* z16);
+// a0: class r of a copy: its decoded meta (k f16 each; zmode as in the weight) and the code row
+// of its t-th row (row r + t * R)
+const uint16_t* a0_scales(const uint8_t* copy, const TiledLayout& lay, uint64_t r);
+const uint16_t* a0_zeros(const uint8_t* copy, const TiledLayout& lay, uint64_t r);
+const uint8_t* a0_codes(const WeightView& w, const uint8_t* copy, const TiledLayout& lay, uint64_t r, uint64_t t);
 
 // Scalar readers of the tiled layout (tests): the code of (row, input) and a meta field of
 // (row, group) (zero = false: scale plane), row < ntiles * 16.

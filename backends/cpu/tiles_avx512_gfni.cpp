@@ -200,8 +200,8 @@ inline __m512i tile_isum(const uint8_t* blk, const int8_t* xb) {
 template <int R>
 class RunPrefetch {
  public:
-    RunPrefetch(const uint8_t* const* tiles, uint64_t tile_bytes, uint64_t blk_bytes, uint64_t nblk,
-                const uint8_t* end, bool on)
+    RunPrefetch(const uint8_t* const* tiles, uint64_t tile_bytes, uint64_t blk_bytes, uint64_t nblk, const uint8_t* end,
+                bool on)
         : tiles_(tiles),
           next_(tiles[0] + R * tile_bytes),
           step_((R * tile_bytes / nblk + 127) & ~uint64_t(63)),
