@@ -436,7 +436,7 @@ TEST_CASE("dot_f16_cols equals the reference for every column count and length, 
     for (const CpuKernels* t : kernels_available()) {
         INFO("isa " << std::string(t->isa));
         int bad = 0;
-        for (uint64_t m : {1, 3, 4, 5, 8, 9, 13, 21})
+        for (uint64_t m : {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 15, 21})
             for (uint64_t n = 0; n <= 200; n += n < 40 ? 1 : 37) {
                 std::vector<float> got(m * ldy, 12345.0f), want(m * ldy, 12345.0f);
                 t->dot_f16_cols(w.data(), n, x.data(), ldx, m, got.data(), ldy);

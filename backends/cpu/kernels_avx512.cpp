@@ -364,11 +364,26 @@ void dot_f16_cols_avx512(const uint16_t* w, uint64_t n, const float* x, uint64_t
                          uint64_t ldy) {
     uint64_t j = 0;
     for (; j + 8 <= m; j += 8) dot_f16_cols_block<8>(w, n, x + j * ldx, ldx, y + j * ldy, ldy);
-    if (m - j >= 4) {
-        dot_f16_cols_block<4>(w, n, x + j * ldx, ldx, y + j * ldy, ldy);
-        j += 4;
+    x += j * ldx;
+    y += j * ldy;
+    switch (m - j) {  // the rest in one pass over the row
+        case 7:
+            return dot_f16_cols_block<7>(w, n, x, ldx, y, ldy);
+        case 6:
+            return dot_f16_cols_block<6>(w, n, x, ldx, y, ldy);
+        case 5:
+            return dot_f16_cols_block<5>(w, n, x, ldx, y, ldy);
+        case 4:
+            return dot_f16_cols_block<4>(w, n, x, ldx, y, ldy);
+        case 3:
+            return dot_f16_cols_block<3>(w, n, x, ldx, y, ldy);
+        case 2:
+            return dot_f16_cols_block<2>(w, n, x, ldx, y, ldy);
+        case 1:
+            return dot_f16_cols_block<1>(w, n, x, ldx, y, ldy);
+        default:
+            return;
     }
-    for (; j < m; ++j) dot_f16_cols_block<1>(w, n, x + j * ldx, ldx, y + j * ldy, ldy);
 }
 
 // e^t = 2^n * p(r) with n = round(t / ln 2), r = t - n ln 2 in [-ln2/2, ln2/2] (ln 2 split in
