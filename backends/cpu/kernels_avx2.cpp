@@ -301,28 +301,9 @@ static inline void dot_f16_cols_block(const uint16_t* w, uint64_t n, const float
 
 void dot_f16_cols_avx2(const uint16_t* w, uint64_t n, const float* x, uint64_t ldx, uint64_t m, float* y,
                        uint64_t ldy) {
-    uint64_t j = 0;
-    for (; j + 8 <= m; j += 8) dot_f16_cols_block<8>(w, n, x + j * ldx, ldx, y + j * ldy, ldy);
-    x += j * ldx;
-    y += j * ldy;
-    switch (m - j) {  // the rest in one pass over the row
-        case 7:
-            return dot_f16_cols_block<7>(w, n, x, ldx, y, ldy);
-        case 6:
-            return dot_f16_cols_block<6>(w, n, x, ldx, y, ldy);
-        case 5:
-            return dot_f16_cols_block<5>(w, n, x, ldx, y, ldy);
-        case 4:
-            return dot_f16_cols_block<4>(w, n, x, ldx, y, ldy);
-        case 3:
-            return dot_f16_cols_block<3>(w, n, x, ldx, y, ldy);
-        case 2:
-            return dot_f16_cols_block<2>(w, n, x, ldx, y, ldy);
-        case 1:
-            return dot_f16_cols_block<1>(w, n, x, ldx, y, ldy);
-        default:
-            return;
-    }
+    blocks_of_8(m, [&](auto c, uint64_t j) {
+        dot_f16_cols_block<decltype(c)::value>(w, n, x + j * ldx, ldx, y + j * ldy, ldy);
+    });
 }
 
 // e^t = 2^n * p(r) with n = round(t / ln 2), r = t - n ln 2 in [-ln2/2, ln2/2] (ln 2 split in
@@ -368,24 +349,31 @@ void swiglu_avx2(const float* x, const float* g, float* y, uint64_t n) {
     }
 }
 
+// 8 columns of an a0 class from i: returns xs = s x, adds m x to bias, m = -(z s) or -z
+static inline __m256 a0_step(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t i,
+                             __m256& bias) {
+    const __m256 sv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i)));
+    __m256 zv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(z + i)));
+    const __m256 xv = _mm256_loadu_ps(x + i);
+    if (code_zero) zv = _mm256_mul_ps(zv, sv);
+    bias = _mm256_fmadd_ps(_mm256_xor_ps(zv, _mm256_set1_ps(-0.0f)), xv, bias);
+    return _mm256_mul_ps(sv, xv);
+}
+
+// the columns after the last whole vector, in scalar: returns s x, adds m x to bias
+static inline float a0_step1(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t i,
+                             float& bias) {
+    const float si = f16_to_f32(s[i]), zi = f16_to_f32(z[i]);
+    bias += (code_zero ? -(zi * si) : -zi) * x[i];
+    return si * x[i];
+}
+
 float a0_scale_avx2(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k, float* xs) {
     __m256 acc = _mm256_setzero_ps();
-    const __m256 sign = _mm256_set1_ps(-0.0f);
     uint64_t i = 0;
-    for (; i + 8 <= k; i += 8) {
-        const __m256 sv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i)));
-        __m256 zv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(z + i)));
-        const __m256 xv = _mm256_loadu_ps(x + i);
-        _mm256_storeu_ps(xs + i, _mm256_mul_ps(sv, xv));
-        if (code_zero) zv = _mm256_mul_ps(zv, sv);
-        acc = _mm256_fmadd_ps(_mm256_xor_ps(zv, sign), xv, acc);
-    }
+    for (; i + 8 <= k; i += 8) _mm256_storeu_ps(xs + i, a0_step(s, z, code_zero, x, i, acc));
     float bias = hsum(acc);
-    for (; i < k; ++i) {
-        const float si = f16_to_f32(s[i]), zi = f16_to_f32(z[i]);
-        xs[i] = si * x[i];
-        bias += (code_zero ? -(zi * si) : -zi) * x[i];
-    }
+    for (; i < k; ++i) xs[i] = a0_step1(s, z, code_zero, x, i, bias);
     return bias;
 }
 
@@ -395,17 +383,11 @@ template <int NR>
 static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
                            const uint8_t* codes, uint64_t code_stride, float* y, uint64_t ystride) {
     const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 acc[NR], bacc = _mm256_setzero_ps();
     for (int t = 0; t < NR; ++t) acc[t] = _mm256_setzero_ps();
     uint64_t i = 0;
     for (; i + 8 <= k; i += 8) {
-        const __m256 sv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i)));
-        __m256 zv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(z + i)));
-        const __m256 xv = _mm256_loadu_ps(x + i);
-        const __m256 xs = _mm256_mul_ps(sv, xv);
-        if (code_zero) zv = _mm256_mul_ps(zv, sv);
-        bacc = _mm256_fmadd_ps(_mm256_xor_ps(zv, sign), xv, bacc);
+        const __m256 xs = a0_step(s, z, code_zero, x, i, bacc);
         for (int t = 0; t < NR; ++t) {
             const __m256i b = _mm256_and_si256(_mm256_set1_epi32(codes[t * code_stride + i / 8]), lane_bit);
             acc[t] = _mm256_add_ps(acc[t], _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(b, lane_bit)), xs));
@@ -413,21 +395,19 @@ static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero,
     }
     float bias = hsum(bacc), tail[NR] = {};
     for (; i < k; ++i) {
-        const float si = f16_to_f32(s[i]), zi = f16_to_f32(z[i]);
-        bias += (code_zero ? -(zi * si) : -zi) * x[i];
+        const float xs = a0_step1(s, z, code_zero, x, i, bias);
         for (int t = 0; t < NR; ++t)
-            if (codes[t * code_stride + i / 8] >> (i & 7) & 1) tail[t] += si * x[i];
+            if (codes[t * code_stride + i / 8] >> (i & 7) & 1) tail[t] += xs;
     }
     for (int t = 0; t < NR; ++t) y[t * ystride] = hsum(acc[t]) + tail[t] + bias;
 }
 
 void a0_bits1_avx2(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
                    const uint8_t* codes, uint64_t code_stride, uint64_t nrows, float* y, uint64_t ystride) {
-    uint64_t t = 0;
-    for (; t + 8 <= nrows; t += 8)
-        a0_bits1_block<8>(s, z, code_zero, x, k, codes + t * code_stride, code_stride, y + t * ystride, ystride);
-    for (; t < nrows; ++t)
-        a0_bits1_block<1>(s, z, code_zero, x, k, codes + t * code_stride, code_stride, y + t * ystride, ystride);
+    blocks_of_8(nrows, [&](auto c, uint64_t t) {
+        a0_bits1_block<decltype(c)::value>(s, z, code_zero, x, k, codes + t * code_stride, code_stride, y + t * ystride,
+                                           ystride);
+    });
 }
 
 float exp_sum_avx2(const float* x, float scale, float shift, float* y, uint64_t n) {

@@ -362,28 +362,9 @@ static inline void dot_f16_cols_block(const uint16_t* w, uint64_t n, const float
 
 void dot_f16_cols_avx512(const uint16_t* w, uint64_t n, const float* x, uint64_t ldx, uint64_t m, float* y,
                          uint64_t ldy) {
-    uint64_t j = 0;
-    for (; j + 8 <= m; j += 8) dot_f16_cols_block<8>(w, n, x + j * ldx, ldx, y + j * ldy, ldy);
-    x += j * ldx;
-    y += j * ldy;
-    switch (m - j) {  // the rest in one pass over the row
-        case 7:
-            return dot_f16_cols_block<7>(w, n, x, ldx, y, ldy);
-        case 6:
-            return dot_f16_cols_block<6>(w, n, x, ldx, y, ldy);
-        case 5:
-            return dot_f16_cols_block<5>(w, n, x, ldx, y, ldy);
-        case 4:
-            return dot_f16_cols_block<4>(w, n, x, ldx, y, ldy);
-        case 3:
-            return dot_f16_cols_block<3>(w, n, x, ldx, y, ldy);
-        case 2:
-            return dot_f16_cols_block<2>(w, n, x, ldx, y, ldy);
-        case 1:
-            return dot_f16_cols_block<1>(w, n, x, ldx, y, ldy);
-        default:
-            return;
-    }
+    blocks_of_8(m, [&](auto c, uint64_t j) {
+        dot_f16_cols_block<decltype(c)::value>(w, n, x + j * ldx, ldx, y + j * ldy, ldy);
+    });
 }
 
 // e^t = 2^n * p(r) with n = round(t / ln 2), r = t - n ln 2 in [-ln2/2, ln2/2] (ln 2 split in
@@ -419,20 +400,30 @@ void swiglu_avx512(const float* x, const float* g, float* y, uint64_t n) {
     }
 }
 
-float a0_scale_avx512(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k, float* xs) {
-    __m512 acc = _mm512_setzero_ps();
+// 16 columns (m of them real) of an a0 class from i: returns xs = s x, adds m x to bias, with
+// m = -(z s) or -z by flipping the sign bit as the reference's unary minus
+static inline __m512 a0_step(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t i,
+                             __mmask16 m, __m512& bias) {
+    const __m512 sv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, s + i));
+    __m512 zv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, z + i));
+    const __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
+    if (code_zero) zv = _mm512_mul_ps(zv, sv);
     const __m512i sign = _mm512_set1_epi32(int(0x80000000u));
+    bias = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(zv), sign)), xv, bias);
+    return _mm512_mul_ps(sv, xv);
+}
+
+static inline __mmask16 tail_mask16(uint64_t i, uint64_t k) {
+    return k - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (k - i)) - 1);
+}
+
+float a0_scale_avx512(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k, float* xs) {
+    __m512 bias = _mm512_setzero_ps();
     for (uint64_t i = 0; i < k; i += 16) {
-        const __mmask16 m = k - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (k - i)) - 1);
-        const __m512 sv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, s + i));
-        __m512 zv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, z + i));
-        const __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
-        _mm512_mask_storeu_ps(xs + i, m, _mm512_mul_ps(sv, xv));
-        if (code_zero) zv = _mm512_mul_ps(zv, sv);
-        // m = -(z s) or -z, by flipping the sign bit as the reference's unary minus
-        acc = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(zv), sign)), xv, acc);
+        const __mmask16 m = tail_mask16(i, k);
+        _mm512_mask_storeu_ps(xs + i, m, a0_step(s, z, code_zero, x, i, m, bias));
     }
-    return hsum(acc);
+    return hsum(bias);
 }
 
 // NR rows of one class: xs = s x is made once per 16 columns and added into each row's lanes
@@ -443,15 +434,8 @@ static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero,
     __m512 acc[NR], bacc = _mm512_setzero_ps();
 #pragma GCC unroll 8
     for (int t = 0; t < NR; ++t) acc[t] = _mm512_setzero_ps();
-    const __m512i sign = _mm512_set1_epi32(int(0x80000000u));
     for (uint64_t i = 0; i < k; i += 16) {
-        const __mmask16 m = k - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (k - i)) - 1);
-        const __m512 sv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, s + i));
-        __m512 zv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, z + i));
-        const __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
-        const __m512 xs = _mm512_mul_ps(sv, xv);
-        if (code_zero) zv = _mm512_mul_ps(zv, sv);
-        bacc = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(zv), sign)), xv, bacc);
+        const __m512 xs = a0_step(s, z, code_zero, x, i, tail_mask16(i, k), bacc);
         const uint8_t* c = codes + i / 8;
 #pragma GCC unroll 8
         for (int t = 0; t < NR; ++t) {  // codes past k are zero (rows are padded with zero codes)
@@ -467,11 +451,10 @@ static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero,
 
 void a0_bits1_avx512(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
                      const uint8_t* codes, uint64_t code_stride, uint64_t nrows, float* y, uint64_t ystride) {
-    uint64_t t = 0;
-    for (; t + 8 <= nrows; t += 8)
-        a0_bits1_block<8>(s, z, code_zero, x, k, codes + t * code_stride, code_stride, y + t * ystride, ystride);
-    for (; t < nrows; ++t)
-        a0_bits1_block<1>(s, z, code_zero, x, k, codes + t * code_stride, code_stride, y + t * ystride, ystride);
+    blocks_of_8(nrows, [&](auto c, uint64_t t) {
+        a0_bits1_block<decltype(c)::value>(s, z, code_zero, x, k, codes + t * code_stride, code_stride, y + t * ystride,
+                                           ystride);
+    });
 }
 
 float exp_sum_avx512(const float* x, float scale, float shift, float* y, uint64_t n) {

@@ -357,28 +357,9 @@ static inline void dot_f16_cols_block(const uint16_t* w, uint64_t n, const float
 
 void dot_f16_cols_neon(const uint16_t* w, uint64_t n, const float* x, uint64_t ldx, uint64_t m, float* y,
                        uint64_t ldy) {
-    uint64_t j = 0;
-    for (; j + 8 <= m; j += 8) dot_f16_cols_block<8>(w, n, x + j * ldx, ldx, y + j * ldy, ldy);
-    x += j * ldx;
-    y += j * ldy;
-    switch (m - j) {  // the rest in one pass over the row
-        case 7:
-            return dot_f16_cols_block<7>(w, n, x, ldx, y, ldy);
-        case 6:
-            return dot_f16_cols_block<6>(w, n, x, ldx, y, ldy);
-        case 5:
-            return dot_f16_cols_block<5>(w, n, x, ldx, y, ldy);
-        case 4:
-            return dot_f16_cols_block<4>(w, n, x, ldx, y, ldy);
-        case 3:
-            return dot_f16_cols_block<3>(w, n, x, ldx, y, ldy);
-        case 2:
-            return dot_f16_cols_block<2>(w, n, x, ldx, y, ldy);
-        case 1:
-            return dot_f16_cols_block<1>(w, n, x, ldx, y, ldy);
-        default:
-            return;
-    }
+    blocks_of_8(m, [&](auto c, uint64_t j) {
+        dot_f16_cols_block<decltype(c)::value>(w, n, x + j * ldx, ldx, y + j * ldy, ldy);
+    });
 }
 
 // e^t = 2^n * p(r) with n = round(t / ln 2), r = t - n ln 2 in [-ln2/2, ln2/2] (ln 2 split in
@@ -422,23 +403,31 @@ void swiglu_neon(const float* x, const float* g, float* y, uint64_t n) {
     }
 }
 
+// 4 columns of an a0 class from i: returns xs = s x, adds m x to bias, m = -(z s) or -z
+static inline float32x4_t a0_step(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t i,
+                                  float32x4_t& bias) {
+    const float32x4_t sv = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(s + i)));
+    float32x4_t zv = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(z + i)));
+    const float32x4_t xv = vld1q_f32(x + i);
+    if (code_zero) zv = vmulq_f32(zv, sv);
+    bias = vfmaq_f32(bias, vnegq_f32(zv), xv);
+    return vmulq_f32(sv, xv);
+}
+
+// the columns after the last whole vector, in scalar: returns s x, adds m x to bias
+static inline float a0_step1(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t i,
+                             float& bias) {
+    const float si = f16_to_f32(s[i]), zi = f16_to_f32(z[i]);
+    bias += (code_zero ? -(zi * si) : -zi) * x[i];
+    return si * x[i];
+}
+
 float a0_scale_neon(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k, float* xs) {
     float32x4_t acc = vdupq_n_f32(0);
     uint64_t i = 0;
-    for (; i + 4 <= k; i += 4) {
-        const float32x4_t sv = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(s + i)));
-        float32x4_t zv = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(z + i)));
-        const float32x4_t xv = vld1q_f32(x + i);
-        vst1q_f32(xs + i, vmulq_f32(sv, xv));
-        if (code_zero) zv = vmulq_f32(zv, sv);
-        acc = vfmaq_f32(acc, vnegq_f32(zv), xv);
-    }
+    for (; i + 4 <= k; i += 4) vst1q_f32(xs + i, a0_step(s, z, code_zero, x, i, acc));
     float bias = vaddvq_f32(acc);
-    for (; i < k; ++i) {
-        const float si = f16_to_f32(s[i]), zi = f16_to_f32(z[i]);
-        xs[i] = si * x[i];
-        bias += (code_zero ? -(zi * si) : -zi) * x[i];
-    }
+    for (; i < k; ++i) xs[i] = a0_step1(s, z, code_zero, x, i, bias);
     return bias;
 }
 
@@ -452,12 +441,7 @@ static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero,
     for (int t = 0; t < NR; ++t) acc[t] = vdupq_n_f32(0);
     uint64_t i = 0;
     for (; i + 4 <= k; i += 4) {
-        const float32x4_t sv = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(s + i)));
-        float32x4_t zv = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(z + i)));
-        const float32x4_t xv = vld1q_f32(x + i);
-        const uint32x4_t xs = vreinterpretq_u32_f32(vmulq_f32(sv, xv));
-        if (code_zero) zv = vmulq_f32(zv, sv);
-        bacc = vfmaq_f32(bacc, vnegq_f32(zv), xv);
+        const uint32x4_t xs = vreinterpretq_u32_f32(a0_step(s, z, code_zero, x, i, bacc));
         for (int t = 0; t < NR; ++t) {
             const uint32x4_t m = vtstq_u32(vdupq_n_u32(uint32_t(codes[t * code_stride + i / 8] >> (i & 4))), lane_bit);
             acc[t] = vaddq_f32(acc[t], vreinterpretq_f32_u32(vandq_u32(m, xs)));
@@ -465,21 +449,19 @@ static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero,
     }
     float bias = vaddvq_f32(bacc), tail[NR] = {};
     for (; i < k; ++i) {
-        const float si = f16_to_f32(s[i]), zi = f16_to_f32(z[i]);
-        bias += (code_zero ? -(zi * si) : -zi) * x[i];
+        const float xs = a0_step1(s, z, code_zero, x, i, bias);
         for (int t = 0; t < NR; ++t)
-            if (codes[t * code_stride + i / 8] >> (i & 7) & 1) tail[t] += si * x[i];
+            if (codes[t * code_stride + i / 8] >> (i & 7) & 1) tail[t] += xs;
     }
     for (int t = 0; t < NR; ++t) y[t * ystride] = vaddvq_f32(acc[t]) + tail[t] + bias;
 }
 
 void a0_bits1_neon(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
                    const uint8_t* codes, uint64_t code_stride, uint64_t nrows, float* y, uint64_t ystride) {
-    uint64_t t = 0;
-    for (; t + 8 <= nrows; t += 8)
-        a0_bits1_block<8>(s, z, code_zero, x, k, codes + t * code_stride, code_stride, y + t * ystride, ystride);
-    for (; t < nrows; ++t)
-        a0_bits1_block<1>(s, z, code_zero, x, k, codes + t * code_stride, code_stride, y + t * ystride, ystride);
+    blocks_of_8(nrows, [&](auto c, uint64_t t) {
+        a0_bits1_block<decltype(c)::value>(s, z, code_zero, x, k, codes + t * code_stride, code_stride, y + t * ystride,
+                                           ystride);
+    });
 }
 
 float exp_sum_neon(const float* x, float scale, float shift, float* y, uint64_t n) {

@@ -60,6 +60,20 @@ static inline float* out_row(const Tensor& t, int64_t r) { return static_cast<fl
 static inline const float* in_row(const Tensor& t, int64_t r) { return reinterpret_cast<const float*>(t.row(r)); }
 static inline const int32_t* ids_of(const Tensor& t) { return static_cast<const int32_t*>(t.data); }
 
+// f(x, y, K, r) for every row r of the first source (f32 rows of K) and of the f32 result, on
+// the pool
+template <class F>
+static void each_row(Tensor& t, const CpuCtx& c, F f) {
+    const Tensor& a = *t.src[0];
+    const int64_t K = a.ne[0];
+    c.pool->parallel_for(
+        uint64_t(a.nrows()),
+        [&](uint64_t b, uint64_t e, int) {
+            for (uint64_t r = b; r < e; ++r) f(in_row(a, int64_t(r)), out_row(t, int64_t(r)), K, int64_t(r));
+        },
+        row_grain(K));
+}
+
 // ---- get_rows -------------------------------------------------------------------------------
 static void cpu_get_rows(Tensor& t, const CpuCtx& c) {
     const Tensor& a = *t.src[0];
@@ -90,44 +104,26 @@ static void cpu_get_rows(Tensor& t, const CpuCtx& c) {
 
 // ---- norms ----------------------------------------------------------------------------------
 static void cpu_rms_norm(Tensor& t, const CpuCtx& c) {
-    const Tensor& a = *t.src[0];
-    const int64_t K = a.ne[0];
     const double eps = t.fp[0];
-    c.pool->parallel_for(
-        uint64_t(a.nrows()),
-        [&](uint64_t b, uint64_t e, int) {
-            for (uint64_t r = b; r < e; ++r) {
-                const float* x = in_row(a, int64_t(r));
-                float* y = out_row(t, int64_t(r));
-                double ss = 0;
-                for (int64_t i = 0; i < K; ++i) ss += double(x[i]) * x[i];
-                const float inv = float(1.0 / std::sqrt(ss / double(K) + eps));
-                for (int64_t i = 0; i < K; ++i) y[i] = x[i] * inv;
-            }
-        },
-        row_grain(K));
+    each_row(t, c, [&](const float* x, float* y, int64_t K, int64_t) {
+        double ss = 0;
+        for (int64_t i = 0; i < K; ++i) ss += double(x[i]) * x[i];
+        const float inv = float(1.0 / std::sqrt(ss / double(K) + eps));
+        for (int64_t i = 0; i < K; ++i) y[i] = x[i] * inv;
+    });
 }
 
 static void cpu_layer_norm(Tensor& t, const CpuCtx& c) {
-    const Tensor& a = *t.src[0];
-    const int64_t K = a.ne[0];
     const double eps = t.fp[0];
-    c.pool->parallel_for(
-        uint64_t(a.nrows()),
-        [&](uint64_t b, uint64_t e, int) {
-            for (uint64_t r = b; r < e; ++r) {
-                const float* x = in_row(a, int64_t(r));
-                float* y = out_row(t, int64_t(r));
-                double s = 0;
-                for (int64_t i = 0; i < K; ++i) s += x[i];
-                const double mean = s / double(K);
-                double v = 0;
-                for (int64_t i = 0; i < K; ++i) v += (x[i] - mean) * (x[i] - mean);
-                const double inv = 1.0 / std::sqrt(v / double(K) + eps);
-                for (int64_t i = 0; i < K; ++i) y[i] = float((x[i] - mean) * inv);
-            }
-        },
-        row_grain(K));
+    each_row(t, c, [&](const float* x, float* y, int64_t K, int64_t) {
+        double s = 0;
+        for (int64_t i = 0; i < K; ++i) s += x[i];
+        const double mean = s / double(K);
+        double v = 0;
+        for (int64_t i = 0; i < K; ++i) v += (x[i] - mean) * (x[i] - mean);
+        const double inv = 1.0 / std::sqrt(v / double(K) + eps);
+        for (int64_t i = 0; i < K; ++i) y[i] = float((x[i] - mean) * inv);
+    });
 }
 
 // ---- elementwise ----------------------------------------------------------------------------
@@ -136,67 +132,36 @@ template <bool MUL>
 static void binary(Tensor& t, const CpuCtx& c) {
     const Tensor& a = *t.src[0];
     const Tensor& bt = *t.src[1];
-    const int64_t K = a.ne[0];
-    c.pool->parallel_for(
-        uint64_t(a.nrows()),
-        [&](uint64_t b, uint64_t e, int) {
-            for (uint64_t r = b; r < e; ++r) {
-                const int64_t i1 = int64_t(r) % a.ne[1], i2 = (int64_t(r) / a.ne[1]) % a.ne[2];
-                const int64_t i3 = int64_t(r) / (a.ne[1] * a.ne[2]);
-                const uint8_t* br = static_cast<const uint8_t*>(bt.data) + (i1 % bt.ne[1]) * bt.nb[1] +
-                                    (i2 % bt.ne[2]) * bt.nb[2] + (i3 % bt.ne[3]) * bt.nb[3];
-                const float* x = in_row(a, int64_t(r));
-                float* y = out_row(t, int64_t(r));
-                if (bt.type == Type::f32) {
-                    const float* z = reinterpret_cast<const float*>(br);
-                    for (int64_t i = 0; i < K; ++i) y[i] = MUL ? x[i] * z[i] : x[i] + z[i];
-                } else {
-                    for (int64_t i = 0; i < K; ++i) {
-                        const float z = load_f(bt.type, br + 2 * i);
-                        y[i] = MUL ? x[i] * z : x[i] + z;
-                    }
-                }
+    each_row(t, c, [&](const float* x, float* y, int64_t K, int64_t r) {
+        const int64_t i1 = r % a.ne[1], i2 = (r / a.ne[1]) % a.ne[2], i3 = r / (a.ne[1] * a.ne[2]);
+        const uint8_t* br = static_cast<const uint8_t*>(bt.data) + (i1 % bt.ne[1]) * bt.nb[1] +
+                            (i2 % bt.ne[2]) * bt.nb[2] + (i3 % bt.ne[3]) * bt.nb[3];
+        if (bt.type == Type::f32) {
+            const float* z = reinterpret_cast<const float*>(br);
+            for (int64_t i = 0; i < K; ++i) y[i] = MUL ? x[i] * z[i] : x[i] + z[i];
+        } else {
+            for (int64_t i = 0; i < K; ++i) {
+                const float z = load_f(bt.type, br + 2 * i);
+                y[i] = MUL ? x[i] * z : x[i] + z;
             }
-        },
-        row_grain(K));
+        }
+    });
 }
 static void cpu_add(Tensor& t, const CpuCtx& c) { binary<false>(t, c); }
 static void cpu_mul(Tensor& t, const CpuCtx& c) { binary<true>(t, c); }
 
-// y = f(x) row by row, f(x, i, row) with the row's other inputs
-template <class F>
-static void unary(Tensor& t, const CpuCtx& c, F f) {
-    const Tensor& a = *t.src[0];
-    const int64_t K = a.ne[0];
-    c.pool->parallel_for(
-        uint64_t(a.nrows()),
-        [&](uint64_t b, uint64_t e, int) {
-            for (uint64_t r = b; r < e; ++r) {
-                const float* x = in_row(a, int64_t(r));
-                float* y = out_row(t, int64_t(r));
-                for (int64_t i = 0; i < K; ++i) y[i] = f(x[i], i, int64_t(r));
-            }
-        },
-        row_grain(K));
-}
-
 static void cpu_scale(Tensor& t, const CpuCtx& c) {
-    const float s = t.fp[0];
-    unary(t, c, [s](float x, int64_t, int64_t) { return x * s; });
+    const float sc = t.fp[0];
+    each_row(t, c, [&](const float* x, float* y, int64_t K, int64_t) {
+        for (int64_t i = 0; i < K; ++i) y[i] = x[i] * sc;
+    });
 }
 // silu and swiglu: the kernel table's swiglu (a vectorized e^-x) on whole rows
 static void silu_rows(Tensor& t, const CpuCtx& c, const Tensor* g) {
-    const Tensor& a = *t.src[0];
-    const int64_t K = a.ne[0];
     const CpuKernels& kern = kernels_best();
-    c.pool->parallel_for(
-        uint64_t(a.nrows()),
-        [&](uint64_t b, uint64_t e, int) {
-            for (uint64_t r = b; r < e; ++r)
-                kern.swiglu(in_row(a, int64_t(r)), g ? in_row(*g, int64_t(r)) : nullptr, out_row(t, int64_t(r)),
-                            uint64_t(K));
-        },
-        row_grain(K));
+    each_row(t, c, [&](const float* x, float* y, int64_t K, int64_t r) {
+        kern.swiglu(x, g ? in_row(*g, r) : nullptr, y, uint64_t(K));
+    });
 }
 static void cpu_silu(Tensor& t, const CpuCtx& c) { silu_rows(t, c, nullptr); }
 static void cpu_swiglu(Tensor& t, const CpuCtx& c) { silu_rows(t, c, t.src[1]); }
@@ -347,25 +312,17 @@ static void cpu_rope(Tensor& t, const CpuCtx& c) {
 static void cpu_softmax(Tensor& t, const CpuCtx& c) {
     const Tensor& a = *t.src[0];
     const int32_t* pos = t.src[1] ? ids_of(*t.src[1]) : nullptr;
-    const int64_t K = a.ne[0];
     const float scale = t.fp[0];
     const CpuKernels& kern = kernels_best();
-    c.pool->parallel_for(
-        uint64_t(a.nrows()),
-        [&](uint64_t b, uint64_t e, int) {
-            for (uint64_t r = b; r < e; ++r) {
-                const float* x = in_row(a, int64_t(r));
-                float* y = out_row(t, int64_t(r));
-                int64_t vis = K;  // keys 0..vis-1 are visible
-                if (pos) vis = std::max<int64_t>(0, std::min<int64_t>(K, int64_t(pos[int64_t(r) % a.ne[1]]) + 1));
-                float mx = -INFINITY;
-                for (int64_t j = 0; j < vis; ++j) mx = std::max(mx, scale * x[j]);
-                const float inv = vis ? 1.0f / kern.exp_sum(x, scale, mx, y, uint64_t(vis)) : 0.0f;
-                for (int64_t j = 0; j < vis; ++j) y[j] *= inv;
-                for (int64_t j = vis; j < K; ++j) y[j] = 0.0f;
-            }
-        },
-        row_grain(K));
+    each_row(t, c, [&](const float* x, float* y, int64_t K, int64_t r) {
+        int64_t vis = K;  // keys 0..vis-1 are visible
+        if (pos) vis = std::max<int64_t>(0, std::min<int64_t>(K, int64_t(pos[r % a.ne[1]]) + 1));
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < vis; ++j) mx = std::max(mx, scale * x[j]);
+        const float inv = vis ? 1.0f / kern.exp_sum(x, scale, mx, y, uint64_t(vis)) : 0.0f;
+        for (int64_t j = 0; j < vis; ++j) y[j] *= inv;
+        for (int64_t j = vis; j < K; ++j) y[j] = 0.0f;
+    });
 }
 
 // ---- copies ---------------------------------------------------------------------------------

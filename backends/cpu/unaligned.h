@@ -1,9 +1,11 @@
-// unaligned.h: loads of little-endian words from byte pointers of any alignment, for the kernels
-// of every ISA (a fixed-size memcpy compiles to one load). Internal linkage: the ISA files are
-// compiled with different instruction sets.
+// unaligned.h: small helpers for the kernels of every ISA: loads of little-endian words from byte
+// pointers of any alignment (a fixed-size memcpy compiles to one load), and the split of a count
+// into blocks of a compile-time size. Internal linkage: the ISA files are compiled with different
+// instruction sets.
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 namespace lb {
 
@@ -17,6 +19,32 @@ static inline uint64_t load_u64(const uint8_t* p) {
     uint64_t v;
     std::memcpy(&v, p, 8);
     return v;
+}
+
+// Splits [0, m) into blocks of 8 and one last block of m % 8: block(integral_constant<int, C>, j)
+// for the C items from j, so that a kernel keeps C accumulators in registers.
+template <class F>
+static inline void blocks_of_8(uint64_t m, F&& block) {
+    uint64_t j = 0;
+    for (; j + 8 <= m; j += 8) block(std::integral_constant<int, 8>{}, j);
+    switch (m - j) {
+        case 7:
+            return block(std::integral_constant<int, 7>{}, j);
+        case 6:
+            return block(std::integral_constant<int, 6>{}, j);
+        case 5:
+            return block(std::integral_constant<int, 5>{}, j);
+        case 4:
+            return block(std::integral_constant<int, 4>{}, j);
+        case 3:
+            return block(std::integral_constant<int, 3>{}, j);
+        case 2:
+            return block(std::integral_constant<int, 2>{}, j);
+        case 1:
+            return block(std::integral_constant<int, 1>{}, j);
+        default:
+            return;
+    }
 }
 
 }  // namespace lb
