@@ -160,9 +160,11 @@ struct CpuKernels {
     float (*a0_scale)(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k, float* xs);
     // a0 with 1-bit codes, one class in float (no activation quantization): for rows t < nrows
     // (codes + t * code_stride, bit i % 8 of byte i / 8), y[t * ystride] = sum over the set bits
-    // of s[i] x[i] plus the bias of a0_scale
+    // of s[i] x[i] plus the bias of a0_scale. The optimized ones prefetch next_bytes from next
+    // (the next class) spread over the pass.
     void (*a0_bits1)(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
-                     const uint8_t* codes, uint64_t code_stride, uint64_t nrows, float* y, uint64_t ystride);
+                     const uint8_t* codes, uint64_t code_stride, uint64_t nrows, float* y, uint64_t ystride,
+                     const uint8_t* next, uint64_t next_bytes);
     // y[i] = e^(scale * x[i] - shift), returns the sum of y (softmax rows); the optimized ones use
     // swiglu's polynomial e^t
     float (*exp_sum)(const float* x, float scale, float shift, float* y, uint64_t n);
@@ -189,7 +191,7 @@ CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint
                         float (*exp_sum)(const float*, float, float, float*, uint64_t),
                         float (*a0_scale)(const uint16_t*, const uint16_t*, bool, const float*, uint64_t, float*),
                         void (*a0_bits1)(const uint16_t*, const uint16_t*, bool, const float*, uint64_t, const uint8_t*,
-                                         uint64_t, uint64_t, float*, uint64_t));
+                                         uint64_t, uint64_t, float*, uint64_t, const uint8_t*, uint64_t));
 
 const CpuKernels& kernels_ref();
 

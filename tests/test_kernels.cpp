@@ -476,7 +476,8 @@ TEST_CASE("a0_scale and a0_bits1 equal the reference for every length, row count
             }
             std::vector<float> want_xs(k), want_y(2 * 11);
             const float want_bias = ref.a0_scale(s.data(), z.data(), code_zero, x.data(), k, want_xs.data());
-            ref.a0_bits1(s.data(), z.data(), code_zero, x.data(), k, codes.data(), stride, 11, want_y.data(), 2);
+            ref.a0_bits1(s.data(), z.data(), code_zero, x.data(), k, codes.data(), stride, 11, want_y.data(), 2,
+                         nullptr, 0);
             for (const CpuKernels* t : kernels_available()) {
                 INFO("isa " << std::string(t->isa) << " k " << k << " code_zero " << code_zero);
                 std::vector<float> xs(k + 1, 12345.0f);
@@ -486,7 +487,9 @@ TEST_CASE("a0_scale and a0_bits1 equal the reference for every length, row count
                 CHECK(xs[k] == 12345.0f);
                 for (uint64_t nrows : {1ull, 7ull, 8ull, 11ull}) {
                     std::vector<float> y(2 * nrows, 12345.0f);
-                    t->a0_bits1(s.data(), z.data(), code_zero, x.data(), k, codes.data(), stride, nrows, y.data(), 2);
+                    // with a prefetch of some memory (it must not change anything)
+                    t->a0_bits1(s.data(), z.data(), code_zero, x.data(), k, codes.data(), stride, nrows, y.data(), 2,
+                                codes.data(), codes.size());
                     int bad = 0;
                     for (uint64_t r = 0; r < nrows; ++r)
                         bad += !(std::fabs(y[2 * r] - want_y[2 * r]) <= 1e-6 * mag) + (y[2 * r + 1] != 12345.0f);

@@ -7,6 +7,7 @@
 // codes <= 15) and madd (pairs -> 8 int32 lanes, lane l = inputs 4l..4l+3).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -381,13 +382,19 @@ float a0_scale_avx2(const uint16_t* s, const uint16_t* z, bool code_zero, const 
 // under that row's code byte (lane masks by comparing with each lane's bit)
 template <int NR>
 static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
-                           const uint8_t* codes, uint64_t code_stride, float* y, uint64_t ystride) {
+                           const uint8_t* codes, uint64_t code_stride, float* y, uint64_t ystride, const uint8_t* next,
+                           uint64_t next_bytes) {
+    // the next class, a slice per step (one prefetch burst would flush this class out of L1)
+    const uint64_t steps = (k + 7) / 8;
+    const uint64_t pf_step = next ? ((next_bytes + steps - 1) / steps + 63) & ~uint64_t(63) : 0;
     const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
     __m256 acc[NR], bacc = _mm256_setzero_ps();
     for (int t = 0; t < NR; ++t) acc[t] = _mm256_setzero_ps();
     uint64_t i = 0;
     for (; i + 8 <= k; i += 8) {
         const __m256 xs = a0_step(s, z, code_zero, x, i, bacc);
+        for (uint64_t q = i / 8 * pf_step, qe = std::min(q + pf_step, next_bytes); q < qe; q += 64)
+            _mm_prefetch(reinterpret_cast<const char*>(next + q), _MM_HINT_T0);
         for (int t = 0; t < NR; ++t) {
             const __m256i b = _mm256_and_si256(_mm256_set1_epi32(codes[t * code_stride + i / 8]), lane_bit);
             acc[t] = _mm256_add_ps(acc[t], _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(b, lane_bit)), xs));
@@ -403,10 +410,11 @@ static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero,
 }
 
 void a0_bits1_avx2(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
-                   const uint8_t* codes, uint64_t code_stride, uint64_t nrows, float* y, uint64_t ystride) {
+                   const uint8_t* codes, uint64_t code_stride, uint64_t nrows, float* y, uint64_t ystride,
+                   const uint8_t* next, uint64_t next_bytes) {
     blocks_of_8(nrows, [&](auto c, uint64_t t) {
         a0_bits1_block<decltype(c)::value>(s, z, code_zero, x, k, codes + t * code_stride, code_stride, y + t * ystride,
-                                           ystride);
+                                           ystride, t == 0 ? next : nullptr, next_bytes);
     });
 }
 

@@ -194,6 +194,7 @@ void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
             const TiledLayout lay = w->tiles ? tiled_layout(*w) : TiledLayout{};
             for (uint64_t r = ub; r < ue; ++r) {
                 const uint16_t *s16 = s16b, *z16 = z16b;
+                const uint8_t* next = nullptr;
                 const uint8_t* codes = w->codes(r);  // row t of the class at codes + t * cstride
                 uint64_t cstride = R * w->lay.code_row_bytes;
                 if (w->tiles) {
@@ -201,15 +202,18 @@ void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
                     z16 = a0_zeros(w->tiles, lay, r);
                     codes = a0_codes(*w, w->tiles, lay, r, 0);
                     cstride = w->lay.code_row_bytes;
-                    if (r + 1 < ue)  // the next class (a sequential stream; this one is in L1 by now)
-                        prefetch_bytes(reinterpret_cast<const uint8_t*>(s16) + lay.tile_bytes, lay.tile_bytes);
+                    if (r + 1 < ue) {  // the next class: a sequential stream
+                        next = reinterpret_cast<const uint8_t*>(s16) + lay.tile_bytes;
+                        if (p.bits != 1) prefetch_bytes(next, lay.tile_bytes);  // a0_bits1 spreads it
+                    }
                 } else {
                     decode_a0_class(*w, *kern, r, s, m, s16b, z16b);
                 }
                 for (uint64_t j = 0; j < ncols; ++j) {
                     const float* xj = x + j * k;
                     if (p.bits == 1) {
-                        kern->a0_bits1(s16, z16, code_zero, xj, k, codes, cstride, p.group, y + j * n + r, R);
+                        kern->a0_bits1(s16, z16, code_zero, xj, k, codes, cstride, p.group, y + j * n + r, R,
+                                       j == 0 ? next : nullptr, lay.tile_bytes);
                         continue;
                     }
                     const float bias = kern->a0_scale(s16, z16, code_zero, xj, k, xs);
