@@ -75,8 +75,10 @@ void ThreadPool::run(uint64_t n, uint64_t grain, RangeFn fn, void* ctx) {
         fn(ctx, 0, n, 0);
         return;
     }
-    // about 4 ranges per thread balance uneven rows without much counter traffic
-    uint64_t chunk = (n + uint64_t(n_threads_) * 4 - 1) / (uint64_t(n_threads_) * 4);
+    // 2 ranges per thread: a late thread still gets work, and each range is long. Every range
+    // start is a cold start for a streaming kernel (its software prefetch runs ahead inside the
+    // range): with 4 per thread a 1.1B-geometry 2-bit decode ran 15-20% slower.
+    uint64_t chunk = (n + uint64_t(n_threads_) * 2 - 1) / (uint64_t(n_threads_) * 2);
     if (chunk < grain) chunk = grain;
     fn_ = fn;
     ctx_ = ctx;
