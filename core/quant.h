@@ -168,8 +168,12 @@ struct CpuKernels {
     // y[i] = e^(scale * x[i] - shift), returns the sum of y (softmax rows); the optimized ones use
     // swiglu's polynomial e^t
     float (*exp_sum)(const float* x, float scale, float shift, float* y, uint64_t n);
-    // y[i] = silu(x[i]) * g[i] (g == nullptr: silu alone), silu(x) = x / (1 + e^-x); the
-    // optimized ones evaluate e^-x with a degree-6 polynomial (within 2 ulp of std::exp)
+    // y[i] = silu(x[i]) * g[i] (g == nullptr: silu alone), silu(x) = x / (1 + e^-x). The
+    // optimized ones (and exp_sum) evaluate e^t = 2^n * p(r), n = round(t / ln 2), r = t - n ln 2
+    // in [-ln2/2, ln2/2] (ln 2 split in two so that r is exact), p the degree-6 Taylor polynomial
+    // (truncation error below 7e-8 relative, within 3 ulp of std::exp in all); t below -87 is
+    // taken as -87 (e^t < 2e-38: silu changes by less than 1e-36 absolute, a softmax weight stays
+    // negligible), e^t is inf above 88, and NaN stays NaN.
     void (*swiglu)(const float* x, const float* g, float* y, uint64_t n);
     // rg and sign weights in the tiled layout (backends/cpu/tiled.h): rows of tiles [t0, t1) for every
     // column; scratch holds tiled_scratch_floats(*a.w) floats. nullptr where an ISA has no tiled kernel

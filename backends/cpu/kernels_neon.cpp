@@ -363,11 +363,7 @@ void dot_f16_cols_neon(const uint16_t* w, uint64_t n, const float* x, uint64_t l
     });
 }
 
-// e^t = 2^n * p(r) with n = round(t / ln 2), r = t - n ln 2 in [-ln2/2, ln2/2] (ln 2 split in
-// two so that r is exact) and p the degree-6 Taylor polynomial (truncation error below 7e-8
-// relative); t below -87 is taken as -87 (e^t < 2e-38: silu changes by less than 1e-36
-// absolute, a softmax weight stays negligible), e^t is inf above 88, and NaN stays NaN (the
-// clamps return their second operand, t, when it is NaN).
+// e^t as core/quant.h describes it (CpuKernels::swiglu)
 static inline float32x4_t exp_neon(float32x4_t tx) {
     const float32x4_t t = vminq_f32(vdupq_n_f32(88.0f), vmaxq_f32(vdupq_n_f32(-87.0f), tx));
     const int32x4_t ni = vcvtnq_s32_f32(vmulq_n_f32(t, 1.44269504088896341f));
