@@ -36,6 +36,9 @@ LB_INLINE void static_for(F&& f) {
     static_for_impl(f, std::make_integer_sequence<int, N>{});
 }
 
+// How a meta field is stored (see TileField); `any`: known only at run time.
+enum class FieldKind { any, none, raw, lookup, direct };
+
 // One meta field (scale or zero) of 16-row tiles, decoded per group c:
 //   none:   a constant (scale 1, zero 0)
 //   raw:    f16 values
@@ -68,20 +71,20 @@ class TileField {
           vals_(scratch),
           ts_(scratch + 16 * groups_),
           tz_(ts_ + groups_) {
-        kind_ = f_ == 0 ? Kind::none : f_ == 16 ? Kind::raw : f_ == 8 ? Kind::direct : Kind::lookup;
-        if (kind_ == Kind::lookup) shift_per_ = f_ == 1 ? 3 : f_ == 2 ? 2 : 1;  // log2(8 / f)
+        kind_ = f_ == 0 ? FieldKind::none : f_ == 16 ? FieldKind::raw : f_ == 8 ? FieldKind::direct : FieldKind::lookup;
+        if (kind_ == FieldKind::lookup) shift_per_ = f_ == 1 ? 3 : f_ == 2 ? 2 : 1;  // log2(8 / f)
     }
 
     // the row block of a tile (tiles of one block share every table entry)
     uint64_t block_of(uint64_t tile) const {
-        if (kind_ != Kind::lookup && kind_ != Kind::direct) return 0;
+        if (kind_ != FieldKind::lookup && kind_ != FieldKind::direct) return 0;
         return map_.rdiv >= n_ || map_.rstride == 0 ? 0 : tile * kTileRows / map_.rdiv;
     }
 
     void begin_block(uint64_t tile, bool luts) {
-        if (kind_ != Kind::lookup && kind_ != Kind::direct) return;
+        if (kind_ != FieldKind::lookup && kind_ != FieldKind::direct) return;
         const uint64_t block = block_of(tile);
-        luts = luts && kind_ == Kind::lookup;
+        luts = luts && kind_ == FieldKind::lookup;
         if (block == block_ && luts == luts_) return;
         block_ = block;
         luts_ = luts;
@@ -108,20 +111,27 @@ class TileField {
             for (c = 0; c < groups_; ++c) _mm512_storeu_ps(vals_ + 16 * c, lookup_vector(c));
     }
 
+    FieldKind kind() const { return kind_; }
+
+    // K: the kind when the caller knows it (kernels specialised per kind pair: no switch in the
+    // loop), else any
+    template <FieldKind K = FieldKind::any>
     LB_INLINE Group group(uint64_t c) const {
-        if (kind_ == Kind::lookup) return {luts_ ? _mm512_loadu_ps(vals_ + 16 * c) : lookup_vector(c), none_};
-        if (kind_ == Kind::direct) return {_mm512_set1_ps(ts_[c]), _mm512_set1_ps(tz_[c])};
+        const FieldKind kind = K == FieldKind::any ? kind_ : K;
+        if (kind == FieldKind::lookup) return {luts_ ? _mm512_loadu_ps(vals_ + 16 * c) : lookup_vector(c), none_};
+        if (kind == FieldKind::direct) return {_mm512_set1_ps(ts_[c]), _mm512_set1_ps(tz_[c])};
         return {none_, none_};
     }
 
     // the fields of group c of the tile whose plane (of this field) is `plane`
+    template <FieldKind K = FieldKind::any>
     LB_INLINE __m512 get(const Group& g, const uint8_t* plane, uint64_t c) const {
-        switch (kind_) {
-            case Kind::none:
+        switch (K == FieldKind::any ? kind_ : K) {
+            case FieldKind::none:
                 return none_;
-            case Kind::raw:
+            case FieldKind::raw:
                 return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(plane + 32 * c)));
-            case Kind::lookup: {
+            case FieldKind::lookup: {
                 __m512i q = _mm512_cvtepu8_epi32(
                     _mm_load_si128(reinterpret_cast<const __m128i*>(plane + 16 * (c >> shift_per_))));
                 q = _mm512_srl_epi32(q, _mm_cvtsi32_si128(int(f_ * (c & ((1u << shift_per_) - 1u)))));
@@ -140,8 +150,7 @@ class TileField {
         return field_value16(fcodes_, _mm512_set1_ps(ts_[c]), _mm512_set1_ps(tz_[c]));
     }
 
-    enum class Kind { none, raw, lookup, direct };
-    Kind kind_;
+    FieldKind kind_;
     uint32_t f_, shift_per_ = 0;
     MetaMap map_;
     const uint8_t* tab_;
@@ -239,7 +248,7 @@ struct TileCall {
 
 // Rows of the R consecutive tiles [t, t + R) (one row block: they share table entries and
 // lookup vectors) for column j, into y.
-template <int BITS, int GK, int R>
+template <int BITS, int GK, int R, FieldKind SK = FieldKind::any, FieldKind ZK = FieldKind::any>
 void tile_run(TileCall& k, uint64_t t, uint64_t j) {
     constexpr uint64_t blk_bytes = 64 * BITS;  // codes of 32 inputs of 16 rows
     const TiledArgs& a = k.a;
@@ -256,8 +265,8 @@ void tile_run(TileCall& k, uint64_t t, uint64_t j) {
     // `into`, its zero term into accm[r][slot]
     auto finish = [&](int r, int slot, uint64_t c, const TileField::Group& gs, const TileField::Group& gz, __m512 xs,
                       __m512 sum, __m512& into) LB_LAMBDA_INLINE {
-        const __m512 s = k.S.get(gs, tile[r] + lay.off_scales, c);
-        const __m512 z = k.Z.get(gz, tile[r] + lay.off_zeros, c);
+        const __m512 s = k.S.template get<SK>(gs, tile[r] + lay.off_scales, c);
+        const __m512 z = k.Z.template get<ZK>(gz, tile[r] + lay.off_zeros, c);
         into = _mm512_fmadd_ps(sum, s, into);
         accm[r][slot] = _mm512_fnmadd_ps(code_zero ? _mm512_mul_ps(z, s) : z, xs, accm[r][slot]);
     };
@@ -273,7 +282,7 @@ void tile_run(TileCall& k, uint64_t t, uint64_t j) {
                 constexpr int gi = decltype(i)::value;
                 const uint64_t c = b * per_blk + gi;
                 if (c >= k.groups) return;  // last block of a row with k % 32 != 0
-                const TileField::Group gs = k.S.group(c), gz = k.Z.group(c);
+                const TileField::Group gs = k.S.template group<SK>(c), gz = k.Z.template group<ZK>(c);
                 const __m512 xs = _mm512_set1_ps(xsum[c]);
                 static_for<R>([&](auto ri) LB_LAMBDA_INLINE {
                     constexpr int r = decltype(ri)::value;
@@ -298,7 +307,7 @@ void tile_run(TileCall& k, uint64_t t, uint64_t j) {
                     g[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), xd, g[r]);
                 });
             }
-            const TileField::Group gs = k.S.group(c), gz = k.Z.group(c);
+            const TileField::Group gs = k.S.template group<SK>(c), gz = k.Z.template group<ZK>(c);
             const __m512 xs = _mm512_set1_ps(xsum[c]);
             static_for<R>([&](auto ri) LB_LAMBDA_INLINE {
                 constexpr int r = decltype(ri)::value;
@@ -309,6 +318,28 @@ void tile_run(TileCall& k, uint64_t t, uint64_t j) {
     for (int r = 0; r < R; ++r) {
         const __m512 y = _mm512_add_ps(acc[r], _mm512_add_ps(accm[r][0], accm[r][1]));
         _mm512_storeu_ps(a.y + j * k.w.n + (t + uint64_t(r)) * kTileRows, y);
+    }
+}
+
+// GEMV: up to 4 tiles of one row block at a time, sharing the group's decoded table entry
+template <int BITS, int GK, FieldKind SK, FieldKind ZK>
+void rg_gemv(TileCall& k, uint64_t t0, uint64_t t1) {
+    for (uint64_t t = t0; t < t1;) {
+        uint64_t run = std::min<uint64_t>(4, t1 - t);
+        while (run > 1 &&
+               (k.S.block_of(t + run - 1) != k.S.block_of(t) || k.Z.block_of(t + run - 1) != k.Z.block_of(t)))
+            --run;
+        k.S.begin_block(t, false);
+        k.Z.begin_block(t, false);
+        if (run == 4) {
+            tile_run<BITS, GK, 4, SK, ZK>(k, t, 0);
+        } else if (run >= 2) {
+            tile_run<BITS, GK, 2, SK, ZK>(k, t, 0);
+            run = 2;
+        } else {
+            tile_run<BITS, GK, 1, SK, ZK>(k, t, 0);
+        }
+        t += run;
     }
 }
 
@@ -335,24 +366,14 @@ void rg_tiles_avx512(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratc
         }
         return;
     }
-    // GEMV: up to 4 tiles of one row block at a time, sharing the group's decoded table entry
-    for (uint64_t t = t0; t < t1;) {
-        uint64_t run = std::min<uint64_t>(4, t1 - t);
-        while (run > 1 &&
-               (k.S.block_of(t + run - 1) != k.S.block_of(t) || k.Z.block_of(t + run - 1) != k.Z.block_of(t)))
-            --run;
-        k.S.begin_block(t, false);
-        k.Z.begin_block(t, false);
-        if (run == 4) {
-            tile_run<BITS, GK, 4>(k, t, 0);
-        } else if (run >= 2) {
-            tile_run<BITS, GK, 2>(k, t, 0);
-            run = 2;
-        } else {
-            tile_run<BITS, GK, 1>(k, t, 0);
-        }
-        t += run;
-    }
+    // GEMV: specialised for the kind pairs of the common sources (a switch on the field kinds in
+    // the inner loop cost the GreenBit qstatistic 2-bit g8 kernel a fifth of its time)
+    using F = FieldKind;
+    const F sk = k.S.kind(), zk = k.Z.kind();
+    if (sk == F::lookup && zk == F::lookup) return rg_gemv<BITS, GK, F::lookup, F::lookup>(k, t0, t1);  // qstatistic
+    if (sk == F::direct && zk == F::lookup) return rg_gemv<BITS, GK, F::direct, F::lookup>(k, t0, t1);  // asym
+    if (sk == F::raw && zk == F::raw) return rg_gemv<BITS, GK, F::raw, F::raw>(k, t0, t1);  // HQQ plain, GGUF
+    rg_gemv<BITS, GK, F::any, F::any>(k, t0, t1);
 }
 
 template <int BITS>
