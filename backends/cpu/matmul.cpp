@@ -35,8 +35,13 @@ static void prefetch_bytes(const uint8_t* p, uint64_t n) {
 // activation sums kept per column: rg: one per group; sign: one, the sum of the whole row
 static uint64_t ngroups(const WeightView& w) { return w.type == Type::rg ? w.k / w.p.group : w.type == Type::sign; }
 
+// A GEMV of an rg or sign weight quantizes its one column in each thread's scratch (below)
+static bool private_act(const WeightView& w, uint64_t ncols) {
+    return ncols == 1 && (w.type == Type::rg || w.type == Type::sign);
+}
+
 uint64_t Matmul::shared_bytes(const WeightView& w, uint64_t ncols) {
-    if (traits(w.type).kind != Kind::quant || w.type == Type::a0) return 0;
+    if (traits(w.type).kind != Kind::quant || w.type == Type::a0 || private_act(w, ncols)) return 0;
     return ncols * align64(act_row_bytes(w.k)) + ncols * align64(4 * ngroups(w));
 }
 
@@ -52,9 +57,6 @@ struct ActRows {
     float* sum(uint64_t j) const { return sums + j * sums_stride; }
 };
 
-static bool private_act(const WeightView& w, uint64_t ncols) {
-    return ncols == 1 && (w.type == Type::rg || w.type == Type::sign);
-}
 // thread scratch of a private activation: a tag (the call that quantized it), the row, the sums
 static uint64_t private_bytes(const WeightView& w) {
     return w.type == Type::rg || w.type == Type::sign ? 64 + align64(act_row_bytes(w.k)) + align64(4 * ngroups(w)) : 0;
@@ -300,6 +302,10 @@ bool is_weight_type(Type t) {
 void matmul(const WeightView& w, const CpuKernels& kern, const float* x, uint64_t ncols, float* y, ThreadPool& pool,
             uint8_t* scratch) {
     LB_CHECK(is_weight_type(w.type), "matmul: %s is not a weight type", type_name(w.type));
+    if (private_act(w, ncols)) {  // a GEMV that quantizes its column per thread: a group of one
+        const WeightView* wp = &w;
+        return matmul_group(&wp, &y, 1, kern, x, pool, scratch);
+    }
     uint8_t* base = reinterpret_cast<uint8_t*>(align64(reinterpret_cast<uintptr_t>(scratch)));
     const uint64_t tb = align64(Matmul::thread_bytes(w));
     uint8_t* per_thread = base + align64(Matmul::shared_bytes(w, ncols));
@@ -310,12 +316,8 @@ void matmul(const WeightView& w, const CpuKernels& kern, const float* x, uint64_
     mm.ncols = ncols;
     mm.y = y;
     mm.shared = base;
-    mm.call_id = next_call_id();
     const uint64_t nt = uint64_t(pool.size());
-    if (private_act(w, ncols)) {
-        // no thread has quantized this call's column yet (tags from earlier calls never match)
-        for (uint64_t th = 0; th < nt; ++th) *reinterpret_cast<uint64_t*>(per_thread + th * tb) = 0;
-    } else if (mm.shared_bytes(w, ncols)) {
+    if (mm.shared_bytes(w, ncols)) {
         pool.parallel_for(nt, [&](uint64_t b, uint64_t e, int) {
             for (uint64_t part = b; part < e; ++part) mm.prepare(part, nt);
         });

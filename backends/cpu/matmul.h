@@ -4,8 +4,9 @@
 //
 // A call has two phases so that a thread pool can run both without allocating:
 //   prepare(part, nparts)   quantizes the activations (columns split over parts); skipped by a
-//                           GEMV of an rg or sign weight, where each thread quantizes the one
-//                           column into its own scratch on its first range of the call
+//                           GEMV of an rg or sign weight (run as a matmul_group of one), where
+//                           each thread quantizes the one column into its own scratch on its
+//                           first range of the call
 //   run(unit_begin, unit_end, thread_scratch)
 //                           computes a range of work units: one unit = one output row, except
 //                           for a0 weights where one unit = one row class (the `group` rows
@@ -28,7 +29,7 @@ struct Matmul {
     uint64_t ncols = 0;
     float* y = nullptr;         // [ncols][n]
     uint8_t* shared = nullptr;  // shared_bytes(): quantized activations and group sums
-    uint64_t call_id = 0;       // unique per matmul() call (GEMV: tags each thread's own activation)
+    uint64_t call_id = 0;       // unique per call (GEMV of rg/sign: tags each thread's own activation)
 
     static uint64_t shared_bytes(const WeightView& w, uint64_t ncols);
     static uint64_t thread_bytes(const WeightView& w);

@@ -209,15 +209,14 @@ static void cpu_mul_mat(Tensor& t, const CpuCtx& c) {
         [&](uint64_t b, uint64_t e, int th) {
             float* scratch = reinterpret_cast<float*>(c.work + uint64_t(th) * align64(4 * uint64_t(K)));
             // items in memory order of the rows: (n, a2, a3), or (a2, n, a3) where the batch rows
-            // are the nearer ones (a K cache view: the heads of one position are adjacent)
+            // are the nearer ones (a K cache view: the heads of one position are adjacent);
+            // an odometer over (inner, outer, a3) walks them without divisions
             int64_t n, a2, a3 = int64_t(b) / (N * w.ne[2]);
-            if (batch_inner) {
-                a2 = int64_t(b) % w.ne[2];
-                n = (int64_t(b) / w.ne[2]) % N;
-            } else {
-                n = int64_t(b) % N;
-                a2 = (int64_t(b) / N) % w.ne[2];
-            }
+            int64_t& inner = batch_inner ? a2 : n;
+            int64_t& outer = batch_inner ? n : a2;
+            const int64_t ni = batch_inner ? w.ne[2] : N, no = batch_inner ? N : w.ne[2];
+            inner = int64_t(b) % ni;
+            outer = (int64_t(b) / ni) % no;
             for (uint64_t it = b; it < e; ++it) {
                 const uint8_t* src = static_cast<const uint8_t*>(w.data) + n * w.nb[1] + a2 * w.nb[2] + a3 * w.nb[3];
                 const float* wr = scratch;
@@ -248,16 +247,10 @@ static void cpu_mul_mat(Tensor& t, const CpuCtx& c) {
                             y[N * m] = kern.dot_f32(wr, xr + m * int64_t(x.nb[1] / 4), uint64_t(K));
                     }
                 }
-                if (batch_inner ? ++a2 == w.ne[2] : ++n == N) {  // the next item
-                    if (batch_inner) {
-                        a2 = 0;
-                        ++n;
-                    } else {
-                        n = 0;
-                        ++a2;
-                    }
-                    if (n == N || a2 == w.ne[2]) {
-                        n = a2 = 0;
+                if (++inner == ni) {  // the next item
+                    inner = 0;
+                    if (++outer == no) {
+                        outer = 0;
                         ++a3;
                     }
                 }

@@ -3,7 +3,6 @@
 // scalar code; the kernels that read the copies are per ISA.
 #include "backends/cpu/tiled.h"
 
-#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -110,17 +109,13 @@ const uint8_t* a0_codes(const WeightView& w, const uint8_t* copy, const TiledLay
 
 void decode_a0_class(const WeightView& w, const CpuKernels& kern, uint64_t r, float* s, float* m, uint16_t* s16,
                      uint16_t* z16) {
-    kern.decode_meta(w, r, s, m);
+    // decode_meta gives m = -z for value zeros: decoding as value zeros yields z itself,
+    // whatever the weight's zero mode (the mode only says how the kernels combine z and s)
+    WeightView wz = w;
+    wz.p.zmode = ZeroMode::value;
+    kern.decode_meta(wz, r, s, m);
+    for (uint64_t i = 0; i < w.k; ++i) m[i] = -m[i];
     kern.cvt_to_f16(s, s16, w.k);
-    if (w.p.zmode == ZeroMode::code) {
-        for (uint64_t i = 0; i < w.k; ++i) m[i] = -m[i] / s[i];
-        const MetaRow mr = meta_row_of(w, r);
-        for (uint64_t i = 0; i < w.k; ++i)
-            if (!(std::isfinite(s[i]) && s[i] != 0.0f))
-                m[i] = decode_field_ref(mr.zrow, mr.ztab, w.p.zbits, w.p.zmap, r, i, 0.0f);
-    } else {
-        for (uint64_t i = 0; i < w.k; ++i) m[i] = -m[i];
-    }
     kern.cvt_to_f16(m, z16, w.k);
 }
 

@@ -69,9 +69,8 @@ TiledLayout tiled_layout(const WeightView& w);
 // Writes the tiles of w (a0: the decoded meta) into out (tiled_layout(w).nbytes bytes).
 void tile_weight(const WeightView& w, uint8_t* out);
 
-// a0: decodes class r's meta (decode_meta of `kern` into s and m, k floats each) into k f16
-// scales and zeros, as the copy holds them: z from m = -(z * s), which is exact in f32 for f16 z
-// and s, so -m / s is z exactly (s = 0 or not finite: the zero field itself)
+// a0: decodes class r's meta (decode_meta of `kern` into s and m, k floats of scratch each) into
+// k f16 scales and zeros, as the copy holds them (decoded values are f16, so exactly)
 void decode_a0_class(const WeightView& w, const CpuKernels& kern, uint64_t r, float* s, float* m, uint16_t* s16,
                      uint16_t* z16);
 // a0: class r of a copy: its decoded meta (k f16 each; zmode as in the weight) and the code row
