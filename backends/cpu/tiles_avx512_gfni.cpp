@@ -113,18 +113,21 @@ class TileField {
 
     FieldKind kind() const { return kind_; }
 
-    // K: the kind when the caller knows it (kernels specialised per kind pair: no switch in the
-    // loop), else any
+    // K: the kind when the caller knows it (the GEMV kernels specialised per kind pair: no switch
+    // in the loop, no lookup copies), else any
     template <FieldKind K = FieldKind::any>
     LB_INLINE Group group(uint64_t c) const {
         const FieldKind kind = K == FieldKind::any ? kind_ : K;
-        if (kind == FieldKind::lookup) return {luts_ ? _mm512_loadu_ps(vals_ + 16 * c) : lookup_vector(c), none_};
+        if (kind == FieldKind::lookup)
+            return {K == FieldKind::any && luts_ ? _mm512_loadu_ps(vals_ + 16 * c) : lookup_vector(c), none_};
         if (kind == FieldKind::direct) return {_mm512_set1_ps(ts_[c]), _mm512_set1_ps(tz_[c])};
         return {none_, none_};
     }
 
-    // the fields of group c of the tile whose plane (of this field) is `plane`
-    template <FieldKind K = FieldKind::any>
+    // the fields of group c of the tile whose plane (of this field) is `plane`; FB: the width of
+    // a lookup field when the caller knows it (0: run time), which makes the shift a constant
+    // where c % (8 / FB) is one (groups of an activation block)
+    template <FieldKind K = FieldKind::any, int FB = 0>
     LB_INLINE __m512 get(const Group& g, const uint8_t* plane, uint64_t c) const {
         switch (K == FieldKind::any ? kind_ : K) {
             case FieldKind::none:
@@ -132,10 +135,18 @@ class TileField {
             case FieldKind::raw:
                 return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(plane + 32 * c)));
             case FieldKind::lookup: {
-                __m512i q = _mm512_cvtepu8_epi32(
-                    _mm_load_si128(reinterpret_cast<const __m128i*>(plane + 16 * (c >> shift_per_))));
-                q = _mm512_srl_epi32(q, _mm_cvtsi32_si128(int(f_ * (c & ((1u << shift_per_) - 1u)))));
-                return _mm512_permutexvar_ps(q, g.a);
+                if constexpr (FB > 0) {
+                    constexpr uint64_t per = 8 / FB;
+                    const __m512i q =
+                        _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(plane + 16 * (c / per))));
+                    // vpermps reads the low 4 bits of each lane: the fields above need no mask
+                    return _mm512_permutexvar_ps(_mm512_srli_epi32(q, unsigned(FB * (c % per))), g.a);
+                } else {
+                    __m512i q = _mm512_cvtepu8_epi32(
+                        _mm_load_si128(reinterpret_cast<const __m128i*>(plane + 16 * (c >> shift_per_))));
+                    q = _mm512_srl_epi32(q, _mm_cvtsi32_si128(int(f_ * (c & ((1u << shift_per_) - 1u)))));
+                    return _mm512_permutexvar_ps(q, g.a);
+                }
             }
             default: {
                 const __m512 q = _mm512_cvtepi32_ps(
@@ -246,14 +257,24 @@ struct TileCall {
     const uint8_t* pf_end;  // prefetches stop here (the end of this call's tiles)
 };
 
+// What a kernel instance knows of the meta at compile time: the kind of each field, the width
+// of a lookup field (0: run time) and whether zeros are codes (CZ 1) or values (0; -1: run time).
+template <FieldKind SK_, int SB_, FieldKind ZK_, int ZB_, int CZ_>
+struct Meta {
+    static constexpr FieldKind SK = SK_, ZK = ZK_;
+    static constexpr int SB = SB_, ZB = ZB_, CZ = CZ_;
+};
+using AnyMeta = Meta<FieldKind::any, 0, FieldKind::any, 0, -1>;
+
 // Rows of the R consecutive tiles [t, t + R) (one row block: they share table entries and
 // lookup vectors) for column j, into y.
-template <int BITS, int GK, int R, FieldKind SK = FieldKind::any, FieldKind ZK = FieldKind::any>
+template <int BITS, int GK, int R, class M = AnyMeta>
 void tile_run(TileCall& k, uint64_t t, uint64_t j) {
+    constexpr FieldKind SK = M::SK, ZK = M::ZK;
     constexpr uint64_t blk_bytes = 64 * BITS;  // codes of 32 inputs of 16 rows
     const TiledArgs& a = k.a;
     const TiledLayout& lay = k.lay;
-    const bool code_zero = k.w.p.zmode == ZeroMode::code;
+    const bool code_zero = M::CZ < 0 ? k.w.p.zmode == ZeroMode::code : M::CZ == 1;
     const QActRow x = act_row(const_cast<uint8_t*>(a.act + j * a.act_stride), k.w.k);
     const float* xsum = a.xsum + j * a.xsum_stride;
     const uint8_t* tile[R];
@@ -265,15 +286,16 @@ void tile_run(TileCall& k, uint64_t t, uint64_t j) {
     // `into`, its zero term into accm[r][slot]
     auto finish = [&](int r, int slot, uint64_t c, const TileField::Group& gs, const TileField::Group& gz, __m512 xs,
                       __m512 sum, __m512& into) LB_LAMBDA_INLINE {
-        const __m512 s = k.S.template get<SK>(gs, tile[r] + lay.off_scales, c);
-        const __m512 z = k.Z.template get<ZK>(gz, tile[r] + lay.off_zeros, c);
+        const __m512 s = k.S.template get<SK, M::SB>(gs, tile[r] + lay.off_scales, c);
+        const __m512 z = k.Z.template get<ZK, M::ZB>(gz, tile[r] + lay.off_zeros, c);
         into = _mm512_fmadd_ps(sum, s, into);
         accm[r][slot] = _mm512_fnmadd_ps(code_zero ? _mm512_mul_ps(z, s) : z, xs, accm[r][slot]);
     };
     if constexpr (GK < 32) {
         // groups inside one activation block: sum_g s_g isum_g, then times the block's xd
         constexpr int per_blk = 32 / GK;
-        for (uint64_t b = 0; b < k.nblk; ++b) {
+        // tail: the last block of a row with k % 32 != 0 has fewer groups
+        auto block = [&](uint64_t b, auto tail) LB_LAMBDA_INLINE {
             pf.at(b);
             const int8_t* xb = x.q + 32 * b;
             __m512 bsum[R];
@@ -281,7 +303,7 @@ void tile_run(TileCall& k, uint64_t t, uint64_t j) {
             static_for<per_blk>([&](auto i) LB_LAMBDA_INLINE {
                 constexpr int gi = decltype(i)::value;
                 const uint64_t c = b * per_blk + gi;
-                if (c >= k.groups) return;  // last block of a row with k % 32 != 0
+                if (decltype(tail)::value && c >= k.groups) return;
                 const TileField::Group gs = k.S.template group<SK>(c), gz = k.Z.template group<ZK>(c);
                 const __m512 xs = _mm512_set1_ps(xsum[c]);
                 static_for<R>([&](auto ri) LB_LAMBDA_INLINE {
@@ -292,7 +314,10 @@ void tile_run(TileCall& k, uint64_t t, uint64_t j) {
             });
             const __m512 xd = _mm512_set1_ps(x.d[b]);
             for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(bsum[r], xd, acc[r]);
-        }
+        };
+        const uint64_t full = k.groups / per_blk;
+        for (uint64_t b = 0; b < full; ++b) block(b, std::false_type{});
+        if (full < k.nblk) block(full, std::true_type{});
     } else {
         const uint64_t per_group = k.w.p.group / 32;
         for (uint64_t c = 0; c < k.groups; ++c) {
@@ -322,7 +347,7 @@ void tile_run(TileCall& k, uint64_t t, uint64_t j) {
 }
 
 // GEMV: up to 4 tiles of one row block at a time, sharing the group's decoded table entry
-template <int BITS, int GK, FieldKind SK, FieldKind ZK>
+template <int BITS, int GK, class M>
 void rg_gemv(TileCall& k, uint64_t t0, uint64_t t1) {
     for (uint64_t t = t0; t < t1;) {
         uint64_t run = std::min<uint64_t>(4, t1 - t);
@@ -332,12 +357,12 @@ void rg_gemv(TileCall& k, uint64_t t0, uint64_t t1) {
         k.S.begin_block(t, false);
         k.Z.begin_block(t, false);
         if (run == 4) {
-            tile_run<BITS, GK, 4, SK, ZK>(k, t, 0);
+            tile_run<BITS, GK, 4, M>(k, t, 0);
         } else if (run >= 2) {
-            tile_run<BITS, GK, 2, SK, ZK>(k, t, 0);
+            tile_run<BITS, GK, 2, M>(k, t, 0);
             run = 2;
         } else {
-            tile_run<BITS, GK, 1, SK, ZK>(k, t, 0);
+            tile_run<BITS, GK, 1, M>(k, t, 0);
         }
         t += run;
     }
@@ -370,10 +395,18 @@ void rg_tiles_avx512(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratc
     // the inner loop cost the GreenBit qstatistic 2-bit g8 kernel a fifth of its time)
     using F = FieldKind;
     const F sk = k.S.kind(), zk = k.Z.kind();
-    if (sk == F::lookup && zk == F::lookup) return rg_gemv<BITS, GK, F::lookup, F::lookup>(k, t0, t1);  // qstatistic
-    if (sk == F::direct && zk == F::lookup) return rg_gemv<BITS, GK, F::direct, F::lookup>(k, t0, t1);  // asym
-    if (sk == F::raw && zk == F::raw) return rg_gemv<BITS, GK, F::raw, F::raw>(k, t0, t1);  // HQQ plain, GGUF
-    rg_gemv<BITS, GK, F::any, F::any>(k, t0, t1);
+    const uint32_t sb = w.p.sbits, zb = w.p.zbits;
+    const bool cz = w.p.zmode == ZeroMode::code;
+    if (sk == F::lookup && zk == F::lookup && sb == 4 && zb == 4 && !cz)  // qstatistic
+        return rg_gemv<BITS, GK, Meta<F::lookup, 4, F::lookup, 4, 0>>(k, t0, t1);
+    if (sk == F::direct && zk == F::lookup && cz) {  // asym
+        if (zb == 2) return rg_gemv<BITS, GK, Meta<F::direct, 0, F::lookup, 2, 1>>(k, t0, t1);
+        if (zb == 4) return rg_gemv<BITS, GK, Meta<F::direct, 0, F::lookup, 4, 1>>(k, t0, t1);
+    }
+    if (sk == F::raw && zk == F::raw)  // HQQ plain (code zeros), GGUF (value zeros)
+        return cz ? rg_gemv<BITS, GK, Meta<F::raw, 0, F::raw, 0, 1>>(k, t0, t1)
+                  : rg_gemv<BITS, GK, Meta<F::raw, 0, F::raw, 0, 0>>(k, t0, t1);
+    rg_gemv<BITS, GK, AnyMeta>(k, t0, t1);
 }
 
 template <int BITS>
