@@ -60,8 +60,11 @@ TEST_CASE("every kernel table is complete and no entry is the reference") {
             REQUIRE(bool(t->dot[b]));
             if (t != &ref) CHECK_MESSAGE(bool(t->dot[b] != ref.dot[b]), "falls back");  // no silent fallback
         }
-        // tiled rg kernels: AVX-512 with GFNI has one (a CPU without GFNI keeps the row layout)
-        if (std::strcmp(t->isa, "avx512") == 0) CHECK(bool(t->tiles) == cpu_has_gfni());
+#if defined(__x86_64__)
+        // tiled rg and sign kernels: AVX-512 (with GFNI its own, else AVX2's) and AVX2
+        if (std::strcmp(t->isa, "avx512") == 0) CHECK(bool(t->tiles == (cpu_has_gfni() ? tiles_avx512 : tiles_avx2)));
+        if (std::strcmp(t->isa, "avx2") == 0) CHECK(bool(t->tiles == tiles_avx2));
+#endif
         if (t != &ref) {
             CHECK_MESSAGE(bool(t->quantize_act != ref.quantize_act), "falls back");
             CHECK_MESSAGE(bool(t->dot_f32 != ref.dot_f32), "falls back");

@@ -19,7 +19,9 @@ const CpuKernels& kernels_neon();
 
 // x86: the CPU has GFNI (CPUID.7.0:ECX bit 8)
 bool cpu_has_gfni();
-// the avx512 table's kernel of tiled weights (tiles_avx512_gfni.cpp: AVX-512 + GFNI)
+// kernels of tiled weights: the avx512 table's (tiles_avx512_gfni.cpp: AVX-512 + GFNI) and the
+// avx2 table's (tiles_avx2.cpp; also the avx512 table's on CPUs without GFNI)
 void tiles_avx512(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch);
+void tiles_avx2(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch);
 
 }  // namespace lb

@@ -470,10 +470,14 @@ float dot_f16_avx2(const uint16_t* w, const float* x, uint64_t n) {
 }  // namespace
 
 const CpuKernels& kernels_avx2() {
-    static const CpuKernels k =
-        make_kernels("avx2", quantize_act_avx2, dot_avx2<1>, dot_avx2<2>, dot_avx2<3>, dot_avx2<4>, dot_avx2<8>,
-                     dot_f32_avx2, decode_meta_avx2, cvt_f16_avx2, cvt_to_f16_avx2, dot_f16_avx2, swiglu_avx2,
-                     dot_f16_cols_avx2, exp_sum_avx2, a0_scale_avx2, a0_bits1_avx2);
+    static const CpuKernels k = [] {
+        CpuKernels t =
+            make_kernels("avx2", quantize_act_avx2, dot_avx2<1>, dot_avx2<2>, dot_avx2<3>, dot_avx2<4>, dot_avx2<8>,
+                         dot_f32_avx2, decode_meta_avx2, cvt_f16_avx2, cvt_to_f16_avx2, dot_f16_avx2, swiglu_avx2,
+                         dot_f16_cols_avx2, exp_sum_avx2, a0_scale_avx2, a0_bits1_avx2);
+        t.tiles = tiles_avx2;  // tiles_avx2.cpp
+        return t;
+    }();
     return k;
 }
 

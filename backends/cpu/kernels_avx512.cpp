@@ -559,7 +559,7 @@ const CpuKernels& kernels_avx512() {
                                     dot_avx512<4>, dot_avx512<8>, dot_f32_avx512, decode_meta_avx512, cvt_f16_avx512,
                                     cvt_to_f16_avx512, dot_f16_avx512, swiglu_avx512, dot_f16_cols_avx512,
                                     exp_sum_avx512, a0_scale_avx512, a0_bits1_avx512);
-        t.tiles = cpu_has_gfni() ? tiles_avx512 : nullptr;  // tiles_avx512_gfni.cpp
+        t.tiles = cpu_has_gfni() ? tiles_avx512 : tiles_avx2;  // tiles_avx512_gfni.cpp, tiles_avx2.cpp
         return t;
     }();
     return k;

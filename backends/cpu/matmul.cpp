@@ -67,10 +67,13 @@ static ActRows shared_rows(const Matmul& mm) {
     return ActRows{mm.shared, reinterpret_cast<float*>(mm.shared + mm.ncols * ab), ab, align64(4 * ngroups(*mm.w)) / 4};
 }
 
-// rg weights with a tiled copy: the kernel table runs tiles of 16 rows (backends/cpu/tiled.h);
-// the rows after the last whole tile go through the row kernels
-static bool use_tiles(const WeightView& w, const CpuKernels& kern) {
-    return w.tiles && kern.tiles && (w.type == Type::rg || w.type == Type::sign);
+// rg and sign weights with a tiled copy: the kernel table runs tiles of 16 rows
+// (backends/cpu/tiled.h); the rows after the last whole tile go through the row kernels. Not the
+// GEMM of groups of 8 or 16 inputs: a tile decodes its rows' meta again for every column, the
+// row kernels once per row for a block of columns (q2_g8 4096x14336 x 512 columns: AVX-512
+// 330 ms tiled, 281 rows; AVX2 826 and 474).
+bool matmul_uses_tiles(const WeightView& w, const CpuKernels& kern, uint64_t ncols) {
+    return w.tiles && kern.tiles && (w.type == Type::sign || (w.type == Type::rg && (ncols == 1 || w.p.group >= 32)));
 }
 
 uint64_t Matmul::thread_bytes(const WeightView& w) {
@@ -88,7 +91,8 @@ uint64_t Matmul::thread_bytes(const WeightView& w) {
 }
 
 uint64_t Matmul::units() const {
-    if (use_tiles(*w, *kern)) return w->n / kTileRows + (w->n % kTileRows ? 1 : 0);  // the last: the rest
+    if (matmul_uses_tiles(*w, *kern, ncols))
+        return w->n / kTileRows + (w->n % kTileRows ? 1 : 0);  // the last: the rest
     return w->type == Type::a0 ? w->n / w->p.group : w->n;
 }
 
@@ -141,7 +145,7 @@ void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
         }
         ts += private_bytes(*w);
     }
-    if (use_tiles(*w, *kern)) {
+    if (matmul_uses_tiles(*w, *kern, ncols)) {
         const uint64_t ntiles = n / kTileRows;
         const TiledArgs args{w, ncols, av.act, av.act_stride, av.sums, av.sums_stride, y};
         if (ub < ntiles) kern->tiles(args, ub, std::min(ue, ntiles), reinterpret_cast<float*>(ts));

@@ -12,8 +12,8 @@
 //                           for a0 weights where one unit = one row class (the `group` rows
 //                           that share a scaled activation), and for rg and sign weights with a
 //                           tiled copy (WeightView::tiles, backends/cpu/tiled.h) run by a kernel
-//                           table with `tiles`, where one unit = one tile of 16 rows (the last
-//                           unit: the untiled rows, through the row kernels)
+//                           table with `tiles` (matmul_uses_tiles), where one unit = one tile
+//                           of 16 rows (the last unit: the untiled rows, through the row kernels)
 // Scratch sizes are known before the call (shared_bytes, thread_bytes).
 #pragma once
 #include <cstdint>
@@ -21,6 +21,9 @@
 #include "core/quant.h"
 
 namespace lb {
+
+// Whether a product of w (with its tiled copy, if any) by ncols columns runs the tiled kernels.
+bool matmul_uses_tiles(const WeightView& w, const CpuKernels& kern, uint64_t ncols);
 
 struct Matmul {
     const WeightView* w = nullptr;

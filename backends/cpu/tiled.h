@@ -6,8 +6,9 @@
 // of 64 inputs ends in 16 int32 lanes of that row that must be scaled per activation block and
 // summed, and each row decodes its own meta codes through the second-level table (two fp16
 // roundings per field). In the tiled layout 16 rows are interleaved so that one vpdpbusd
-// (16 lanes x 4 inputs, the 4 activation bytes broadcast) advances 16 rows by 4 inputs: every
-// lane is a row, nothing is reduced across lanes, and a meta field of the 16 rows is one vector.
+// (16 lanes x 4 inputs, the 4 activation bytes broadcast) advances 16 rows by 4 inputs (AVX2:
+// maddubs + madd on each 8-row half): every lane is a row, nothing is reduced across lanes, and
+// a meta field of the 16 rows is one vector (two halves).
 // The layout is accepted only where the 16 rows of a tile share their second-level table entry
 // (see tiled_supported), so a table entry is decoded once per tile, or once per 16 codes into a
 // lookup vector (fields of 1, 2 or 4 bits) that vpermps indexes with the rows' codes.

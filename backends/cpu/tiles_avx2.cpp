@@ -1,0 +1,354 @@
+// tiles_avx2.cpp: the AVX2 kernels of rg and sign weights in the row-tiled layout
+// (backends/cpu/tiled.h), CpuKernels::tiles of the avx2 table (and of the avx512 table on CPUs
+// without GFNI). Checked against the scalar q8 reference by tests/test_kernels.cpp.
+//
+// A 16-row tile is two halves of 8 rows (one lane per row, as the AVX-512 kernels have one
+// 16-lane vector): the half's 32 bytes of a quad unit hold its 8 rows x 4 inputs, so maddubs
+// (codes u8 x activations s8, the quad's 4 activation bytes broadcast) and madd give each lane
+// its own row's dot product and nothing is reduced across lanes. The maddubs pairs of up to 8
+// quads are summed in int16 before madd: a pair is at most 2 * 15 * 127, 8 quads 30480 < 2^15.
+// 8-bit codes are split in nibbles (hi counted 16 times), so no pair saturates.
+// Meta fields are decoded per group for the 8 rows of a half: raw f16 converted; 1/2/4-bit codes
+// looked up in the group's 16 values (two 8-entry vpermps and a blend on the code's bit 3);
+// 8-bit codes decoded in the lanes with the group's table entry.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "backends/cpu/dispatch.h"
+#include "backends/cpu/tiled.h"
+#include "backends/cpu/unaligned.h"
+
+#define LB_INLINE inline __attribute__((always_inline))
+#define LB_LAMBDA_INLINE __attribute__((always_inline))
+
+namespace lb {
+namespace {
+
+template <class F, int... I>
+LB_INLINE void static_for_impl(F&& f, std::integer_sequence<int, I...>) {
+    (f(std::integral_constant<int, I>{}), ...);
+}
+template <int N, class F>
+LB_INLINE void static_for(F&& f) {
+    static_for_impl(f, std::make_integer_sequence<int, N>{});
+}
+
+LB_INLINE __m256 round_f16x8(__m256 v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
+// f16(f16(code - tz) * ts), decode_field_ref's arithmetic
+LB_INLINE __m256 field_value8(__m256 code, __m256 ts, __m256 tz) {
+    return round_f16x8(_mm256_mul_ps(round_f16x8(_mm256_sub_ps(code, tz)), ts));
+}
+
+enum class FieldKind { none, raw, lookup, direct };
+
+// One meta field (scale or zero) of the tiles, as tiled.h stores it.
+class TileField {
+ public:
+    // what a group shares across the tile: the 16 looked-up values (lookup) or the table entry
+    struct Group {
+        __m256 a, b;
+    };
+
+    // scratch: 18 floats per group
+    TileField(const WeightView& w, bool zero, float* scratch)
+        : f_(zero ? w.p.zbits : w.p.sbits),
+          map_(zero ? w.p.zmap : w.p.smap),
+          tab_(w.data + (zero ? w.lay.off_ztab : w.lay.off_stab)),
+          n_(w.n),
+          groups_(w.k / w.p.group),
+          none_(_mm256_set1_ps(zero ? 0.0f : 1.0f)),
+          vals_(scratch),
+          ts_(scratch + 16 * groups_),
+          tz_(ts_ + groups_) {
+        kind_ = f_ == 0 ? FieldKind::none : f_ == 16 ? FieldKind::raw : f_ == 8 ? FieldKind::direct : FieldKind::lookup;
+        if (kind_ == FieldKind::lookup) per_ = 8 / f_;
+    }
+
+    // the table entries of every group for the row block of tile t, as floats (tiles of one
+    // block share them); with `luts` (GEMM: many columns) also every group's 16 lookup values
+    void begin_tile(uint64_t t, bool luts) {
+        if (kind_ != FieldKind::lookup && kind_ != FieldKind::direct) return;
+        const uint64_t block = map_.rdiv >= n_ || map_.rstride == 0 ? 0 : t * kTileRows / map_.rdiv;
+        luts = luts && kind_ == FieldKind::lookup;
+        if (block == block_ && luts == luts_) return;
+        block_ = block;
+        luts_ = luts;
+        uint64_t idx = map_.index(t * kTileRows, 0);
+        const uint64_t step = map_.period ? map_.cstride % map_.period : map_.cstride;
+        for (uint64_t c = 0; c < groups_; ++c) {
+            if (map_.period && idx >= map_.period) idx -= map_.period;
+            const uint8_t* e = tab_ + 4 * idx;
+            ts_[c] = _cvtsh_ss(uint16_t(e[0] | e[1] << 8));
+            tz_[c] = _cvtsh_ss(uint16_t(e[2] | e[3] << 8));
+            idx += step;
+        }
+        if (luts_)
+            for (uint64_t c = 0; c < groups_; ++c) {
+                const Group g = lookup_values(c);
+                _mm256_storeu_ps(vals_ + 16 * c, g.a);
+                _mm256_storeu_ps(vals_ + 16 * c + 8, g.b);
+            }
+    }
+
+    LB_INLINE Group group(uint64_t c) const {
+        if (kind_ == FieldKind::lookup) {
+            if (luts_) return {_mm256_loadu_ps(vals_ + 16 * c), _mm256_loadu_ps(vals_ + 16 * c + 8)};
+            return lookup_values(c);
+        }
+        if (kind_ == FieldKind::direct) return {_mm256_set1_ps(ts_[c]), _mm256_set1_ps(tz_[c])};
+        return {none_, none_};
+    }
+
+    // the 16 values of group c's codes 0..15 (masked to the field's width)
+    LB_INLINE Group lookup_values(uint64_t c) const {
+        const __m256 ts = _mm256_set1_ps(ts_[c]), tz = _mm256_set1_ps(tz_[c]);
+        const __m256i mask = _mm256_set1_epi32(int((1u << f_) - 1u));
+        const __m256i i = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        return {field_value8(_mm256_cvtepi32_ps(_mm256_and_si256(i, mask)), ts, tz),
+                field_value8(_mm256_cvtepi32_ps(_mm256_and_si256(_mm256_add_epi32(i, _mm256_set1_epi32(8)), mask)), ts,
+                             tz)};
+    }
+
+    // the field of group c for rows 8h .. 8h+7 of the tile whose plane (of this field) is `plane`
+    LB_INLINE __m256 get(const Group& g, const uint8_t* plane, uint64_t c, int h) const {
+        switch (kind_) {
+            case FieldKind::none:
+                return none_;
+            case FieldKind::raw:
+                return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(plane + 32 * c + 16 * h)));
+            case FieldKind::lookup: {
+                const uint8_t* p = plane + 16 * (c / per_) + 8 * h;
+                const __m256i q =
+                    _mm256_srl_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))),
+                                     _mm_cvtsi32_si128(int(f_ * (c % per_))));
+                // vpermps reads the low 3 bits of each lane (the values repeat with the code's
+                // period, so bits of the fields above need no mask); bit 3 picks the upper 8
+                if (f_ < 4) return _mm256_permutevar8x32_ps(g.a, q);
+                return _mm256_blendv_ps(_mm256_permutevar8x32_ps(g.a, q), _mm256_permutevar8x32_ps(g.b, q),
+                                        _mm256_castsi256_ps(_mm256_slli_epi32(q, 28)));
+            }
+            default: {
+                const uint8_t* p = plane + 16 * c + 8 * h;
+                const __m256 q =
+                    _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+                return field_value8(q, g.a, g.b);
+            }
+        }
+    }
+
+ private:
+    FieldKind kind_;
+    uint32_t f_, per_ = 1;
+    MetaMap map_;
+    const uint8_t* tab_;
+    uint64_t n_, groups_;
+    __m256 none_;
+    float* vals_;      // lookup values of every group (GEMM)
+    float *ts_, *tz_;  // the table entry of each group
+    uint64_t block_ = ~uint64_t(0);
+    bool luts_ = false;
+};
+
+// int32 lanes of rows 8h..8h+7: sum over quads Q0 .. Q0+NQ-1 (NQ <= 8) of a block of the codes
+// times the activations (a quad unit of 64 bytes: byte 4r + j = row r, input 4 * quad + j)
+template <int BITS, int Q0, int NQ>
+LB_INLINE __m256i half_isum(const uint8_t* blk, int h, const int8_t* xb) {
+    static_assert(NQ <= 8, "int16 sums of at most 8 quads");
+    constexpr int per_unit = BITS == 8 ? 1 : 8 / BITS;
+    const __m256i nib = _mm256_set1_epi8(BITS == 8 ? 15 : char((1 << BITS) - 1));
+    __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+    static_for<NQ>([&](auto i) LB_LAMBDA_INLINE {
+        constexpr int q = Q0 + decltype(i)::value;
+        constexpr int sh = BITS == 8 ? 0 : BITS * (q % per_unit);
+        const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk + (q / per_unit) * 64 + 32 * h));
+        const __m256i x = _mm256_set1_epi32(int(load_u32(reinterpret_cast<const uint8_t*>(xb) + 4 * q)));
+        const __m256i f = _mm256_and_si256(sh ? _mm256_srli_epi16(v, sh) : v, nib);
+        lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(f, x));
+        if constexpr (BITS == 8)
+            hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), nib), x));
+    });
+    const __m256i s = _mm256_madd_epi16(lo, _mm256_set1_epi16(1));
+    if constexpr (BITS != 8) return s;
+    return _mm256_add_epi32(s, _mm256_madd_epi16(hi, _mm256_set1_epi16(16)));
+}
+
+// Software prefetch while column 0 reads a tile block by block: the next tile into L2, spread
+// over the blocks, and this tile's codes 1 KiB ahead into L1 (as the AVX-512 kernels do).
+class TilePrefetch {
+ public:
+    TilePrefetch(const uint8_t* tile, uint64_t tile_bytes, uint64_t blk_bytes, uint64_t nblk, const uint8_t* end,
+                 bool on)
+        : tile_(tile),
+          next_(tile + tile_bytes),
+          step_((tile_bytes / nblk + 127) & ~uint64_t(63)),
+          blk_bytes_(blk_bytes),
+          ahead_(blk_bytes * ((1024 + blk_bytes - 1) / blk_bytes)),
+          end_(end),
+          on_(on) {}
+    LB_INLINE void at(uint64_t b) const {
+        if (!on_) return;
+        const uint8_t* p = next_ + b * step_;
+        for (uint64_t i = 0; i < step_ && p + i < end_; i += 64)
+            _mm_prefetch(reinterpret_cast<const char*>(p + i), _MM_HINT_T1);
+        for (uint64_t i = 0; i < blk_bytes_; i += 64)
+            _mm_prefetch(reinterpret_cast<const char*>(tile_ + b * blk_bytes_ + ahead_ + i), _MM_HINT_T0);
+    }
+
+ private:
+    const uint8_t *tile_, *next_;
+    uint64_t step_, blk_bytes_, ahead_;
+    const uint8_t* end_;
+    bool on_;
+};
+
+struct TileCall {
+    const TiledArgs& a;
+    const WeightView& w;
+    TiledLayout lay;
+    uint64_t groups, nblk;
+    TileField S, Z;
+    const uint8_t* pf_end;  // prefetches stop here (the end of this call's tiles)
+};
+
+// The 16 rows of tile t for column j, into y. GK: the group (8 or 16), or 32 for any multiple
+// of 32 (same scheme as the AVX-512 kernels: per segment, the int32 lanes scaled by s[row] and
+// the block's xd; the zero term m[row] * xsum[group], m = -(z s) or -z).
+template <int BITS, int GK>
+void tile_run(TileCall& k, uint64_t t, uint64_t j) {
+    constexpr uint64_t blk_bytes = 64 * BITS;  // codes of 32 inputs of 16 rows
+    const TiledArgs& a = k.a;
+    const TiledLayout& lay = k.lay;
+    const bool code_zero = k.w.p.zmode == ZeroMode::code;
+    const QActRow x = act_row(const_cast<uint8_t*>(a.act + j * a.act_stride), k.w.k);
+    const float* xsum = a.xsum + j * a.xsum_stride;
+    const uint8_t* tile = k.w.tiles + t * lay.tile_bytes;
+    const TilePrefetch pf(tile, lay.tile_bytes, blk_bytes, k.nblk, k.pf_end, j == 0);
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 accm[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    // group c's sum (int32 lanes as floats) times s into `into`, its zero term into accm
+    auto finish = [&](int h, uint64_t c, const TileField::Group& gs, const TileField::Group& gz, __m256 xs, __m256 sum,
+                      __m256& into) LB_LAMBDA_INLINE {
+        const __m256 s = k.S.get(gs, tile + lay.off_scales, c, h);
+        const __m256 z = k.Z.get(gz, tile + lay.off_zeros, c, h);
+        into = _mm256_fmadd_ps(sum, s, into);
+        accm[h] = _mm256_fnmadd_ps(code_zero ? _mm256_mul_ps(z, s) : z, xs, accm[h]);
+    };
+    if constexpr (GK < 32) {
+        constexpr int per_blk = 32 / GK;
+        for (uint64_t b = 0; b < k.nblk; ++b) {
+            pf.at(b);
+            const int8_t* xb = x.q + 32 * b;
+            __m256 bsum[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+            static_for<per_blk>([&](auto i) LB_LAMBDA_INLINE {
+                constexpr int gi = decltype(i)::value;
+                const uint64_t c = b * per_blk + gi;
+                if (c >= k.groups) return;  // last block of a row with k % 32 != 0
+                const TileField::Group gs = k.S.group(c), gz = k.Z.group(c);
+                const __m256 xs = _mm256_set1_ps(xsum[c]);
+                for (int h = 0; h < 2; ++h) {
+                    const __m256i is = half_isum<BITS, gi * GK / 4, GK / 4>(tile + b * blk_bytes, h, xb);
+                    finish(h, c, gs, gz, xs, _mm256_cvtepi32_ps(is), bsum[h]);
+                }
+            });
+            const __m256 xd = _mm256_set1_ps(x.d[b]);
+            for (int h = 0; h < 2; ++h) acc[h] = _mm256_fmadd_ps(bsum[h], xd, acc[h]);
+        }
+    } else {
+        const uint64_t per_group = k.w.p.group / 32;
+        for (uint64_t c = 0; c < k.groups; ++c) {
+            __m256 g[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+            for (uint64_t b = c * per_group; b < (c + 1) * per_group; ++b) {
+                pf.at(b);
+                const __m256 xd = _mm256_set1_ps(x.d[b]);
+                for (int h = 0; h < 2; ++h) {
+                    const __m256i is = half_isum<BITS, 0, 8>(tile + b * blk_bytes, h, x.q + 32 * b);
+                    g[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), xd, g[h]);
+                }
+            }
+            const TileField::Group gs = k.S.group(c), gz = k.Z.group(c);
+            const __m256 xs = _mm256_set1_ps(xsum[c]);
+            for (int h = 0; h < 2; ++h) finish(h, c, gs, gz, xs, g[h], acc[h]);
+        }
+    }
+    float* y = a.y + j * k.w.n + t * kTileRows;
+    for (int h = 0; h < 2; ++h) _mm256_storeu_ps(y + 8 * h, _mm256_add_ps(acc[h], accm[h]));
+}
+
+template <int BITS, int GK>
+void rg_tiles(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) {
+    const WeightView& w = *a.w;
+    const uint64_t groups = w.k / w.p.group;
+    const TiledLayout lay = tiled_layout(w);
+    TileCall k{a,
+               w,
+               lay,
+               groups,
+               (w.k + 31) / 32,
+               TileField(w, false, scratch),
+               TileField(w, true, scratch + 18 * groups),
+               w.tiles + t1 * lay.tile_bytes};
+    for (uint64_t t = t0; t < t1; ++t) {
+        k.S.begin_tile(t, a.ncols > 1);
+        k.Z.begin_tile(t, a.ncols > 1);
+        for (uint64_t j = 0; j < a.ncols; ++j) tile_run<BITS, GK>(k, t, j);
+    }
+}
+
+template <int BITS>
+void rg_tiles_bits(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) {
+    const uint32_t g = a.w->p.group;
+    if (g == 8) return rg_tiles<BITS, 8>(a, t0, t1, scratch);
+    if (g == 16) return rg_tiles<BITS, 16>(a, t0, t1, scratch);
+    return rg_tiles<BITS, 32>(a, t0, t1, scratch);
+}
+
+// sign weights: y = h * (total - 2 * sum over the set bits of xq * xd) (matmul.cpp's row form;
+// total = sum of all s8, from the driver)
+void sign_tiles(const TiledArgs& a, uint64_t t0, uint64_t t1) {
+    const WeightView& w = *a.w;
+    const TiledLayout lay = tiled_layout(w);
+    const uint64_t nblk = w.lay.kp / 32;  // 1-bit rows are padded to 32 with zero codes
+    const float* hv = reinterpret_cast<const float*>(w.data + w.lay.off_hvec);
+    const uint8_t* end = w.tiles + t1 * lay.tile_bytes;
+    for (uint64_t t = t0; t < t1; ++t) {
+        const uint8_t* tile = w.tiles + t * lay.tile_bytes;
+        for (uint64_t j = 0; j < a.ncols; ++j) {
+            const QActRow x = act_row(const_cast<uint8_t*>(a.act + j * a.act_stride), w.k);
+            const TilePrefetch pf(tile, lay.tile_bytes, 64, nblk, end, j == 0);
+            __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+            for (uint64_t b = 0; b < nblk; ++b) {
+                pf.at(b);
+                const __m256 xd = _mm256_set1_ps(x.d[b]);
+                for (int h = 0; h < 2; ++h)
+                    acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(half_isum<1, 0, 8>(tile + b * 64, h, x.q + 32 * b)), xd,
+                                             acc[h]);
+            }
+            const __m256 total = _mm256_set1_ps(a.xsum[j * a.xsum_stride]);
+            const uint64_t row = t * kTileRows;
+            for (int h = 0; h < 2; ++h) {
+                const __m256 v = _mm256_fnmadd_ps(_mm256_set1_ps(2.0f), acc[h], total);
+                _mm256_storeu_ps(a.y + j * w.n + row + 8 * h, _mm256_mul_ps(_mm256_loadu_ps(hv + row + 8 * h), v));
+            }
+        }
+    }
+}
+
+}  // namespace
+
+void tiles_avx2(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) {
+    if (a.w->type == Type::sign) return sign_tiles(a, t0, t1);
+    switch (a.w->p.bits) {
+        case 1:
+            return rg_tiles_bits<1>(a, t0, t1, scratch);
+        case 2:
+            return rg_tiles_bits<2>(a, t0, t1, scratch);
+        case 4:
+            return rg_tiles_bits<4>(a, t0, t1, scratch);
+        default:
+            return rg_tiles_bits<8>(a, t0, t1, scratch);
+    }
+}
+
+}  // namespace lb
