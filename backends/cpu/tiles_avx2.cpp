@@ -14,26 +14,14 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <utility>
 
 #include "backends/cpu/dispatch.h"
 #include "backends/cpu/tiled.h"
+#include "backends/cpu/tiles_common.h"
 #include "backends/cpu/unaligned.h"
-
-#define LB_INLINE inline __attribute__((always_inline))
-#define LB_LAMBDA_INLINE __attribute__((always_inline))
 
 namespace lb {
 namespace {
-
-template <class F, int... I>
-LB_INLINE void static_for_impl(F&& f, std::integer_sequence<int, I...>) {
-    (f(std::integral_constant<int, I>{}), ...);
-}
-template <int N, class F>
-LB_INLINE void static_for(F&& f) {
-    static_for_impl(f, std::make_integer_sequence<int, N>{});
-}
 
 LB_INLINE __m256 round_f16x8(__m256 v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
 // f16(f16(code - tz) * ts), decode_field_ref's arithmetic
@@ -41,9 +29,7 @@ LB_INLINE __m256 field_value8(__m256 code, __m256 ts, __m256 tz) {
     return round_f16x8(_mm256_mul_ps(round_f16x8(_mm256_sub_ps(code, tz)), ts));
 }
 
-enum class FieldKind { none, raw, lookup, direct };
-
-// One meta field (scale or zero) of the tiles, as tiled.h stores it.
+// One meta field (scale or zero) of the tiles, as tiled.h stores it (kinds: tiles_common.h).
 class TileField {
  public:
     // what a group shares across the tile: the 16 looked-up values (lookup) or the table entry
@@ -54,15 +40,13 @@ class TileField {
     // scratch: 18 floats per group
     TileField(const WeightView& w, bool zero, float* scratch)
         : f_(zero ? w.p.zbits : w.p.sbits),
-          map_(zero ? w.p.zmap : w.p.smap),
-          tab_(w.data + (zero ? w.lay.off_ztab : w.lay.off_stab)),
-          n_(w.n),
+          entries_(w, zero),
           groups_(w.k / w.p.group),
           none_(_mm256_set1_ps(zero ? 0.0f : 1.0f)),
           vals_(scratch),
           ts_(scratch + 16 * groups_),
           tz_(ts_ + groups_) {
-        kind_ = f_ == 0 ? FieldKind::none : f_ == 16 ? FieldKind::raw : f_ == 8 ? FieldKind::direct : FieldKind::lookup;
+        kind_ = field_kind(f_);
         if (kind_ == FieldKind::lookup) per_ = 8 / f_;
     }
 
@@ -70,20 +54,12 @@ class TileField {
     // block share them); with `luts` (GEMM: many columns) also every group's 16 lookup values
     void begin_tile(uint64_t t, bool luts) {
         if (kind_ != FieldKind::lookup && kind_ != FieldKind::direct) return;
-        const uint64_t block = map_.rdiv >= n_ || map_.rstride == 0 ? 0 : t * kTileRows / map_.rdiv;
+        const uint64_t block = entries_.block_of(t);
         luts = luts && kind_ == FieldKind::lookup;
         if (block == block_ && luts == luts_) return;
         block_ = block;
         luts_ = luts;
-        uint64_t idx = map_.index(t * kTileRows, 0);
-        const uint64_t step = map_.period ? map_.cstride % map_.period : map_.cstride;
-        for (uint64_t c = 0; c < groups_; ++c) {
-            if (map_.period && idx >= map_.period) idx -= map_.period;
-            const uint8_t* e = tab_ + 4 * idx;
-            ts_[c] = _cvtsh_ss(uint16_t(e[0] | e[1] << 8));
-            tz_[c] = _cvtsh_ss(uint16_t(e[2] | e[3] << 8));
-            idx += step;
-        }
+        entries_.scalar(entries_.first_index(t), 0, groups_, ts_, tz_);
         if (luts_)
             for (uint64_t c = 0; c < groups_; ++c) {
                 const Group g = lookup_values(c);
@@ -92,12 +68,17 @@ class TileField {
             }
     }
 
+    // K: the kind when the caller knows it (the GEMV kernels specialised per kind pair: no
+    // switch in the loop, no lookup copies), else any
+    template <FieldKind K = FieldKind::any>
     LB_INLINE Group group(uint64_t c) const {
-        if (kind_ == FieldKind::lookup) {
-            if (luts_) return {_mm256_loadu_ps(vals_ + 16 * c), _mm256_loadu_ps(vals_ + 16 * c + 8)};
+        const FieldKind kind = K == FieldKind::any ? kind_ : K;
+        if (kind == FieldKind::lookup) {
+            if (K == FieldKind::any && luts_)
+                return {_mm256_loadu_ps(vals_ + 16 * c), _mm256_loadu_ps(vals_ + 16 * c + 8)};
             return lookup_values(c);
         }
-        if (kind_ == FieldKind::direct) return {_mm256_set1_ps(ts_[c]), _mm256_set1_ps(tz_[c])};
+        if (kind == FieldKind::direct) return {_mm256_set1_ps(ts_[c]), _mm256_set1_ps(tz_[c])};
         return {none_, none_};
     }
 
@@ -111,21 +92,24 @@ class TileField {
                              tz)};
     }
 
-    // the field of group c for rows 8h .. 8h+7 of the tile whose plane (of this field) is `plane`
+    // the field of group c for rows 8h .. 8h+7 of the tile whose plane (of this field) is `plane`;
+    // FB: the width of a lookup field when the caller knows it (0: run time)
+    template <FieldKind K = FieldKind::any, int FB = 0>
     LB_INLINE __m256 get(const Group& g, const uint8_t* plane, uint64_t c, int h) const {
-        switch (kind_) {
+        switch (K == FieldKind::any ? kind_ : K) {
             case FieldKind::none:
                 return none_;
             case FieldKind::raw:
                 return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(plane + 32 * c + 16 * h)));
             case FieldKind::lookup: {
-                const uint8_t* p = plane + 16 * (c / per_) + 8 * h;
-                const __m256i q =
-                    _mm256_srl_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))),
-                                     _mm_cvtsi32_si128(int(f_ * (c % per_))));
+                const uint64_t per = FB ? 8 / FB : per_;
+                const uint32_t f = FB ? FB : f_;
+                const uint8_t* p = plane + 16 * (c / per) + 8 * h;
+                const __m256i q = _mm256_srli_epi32(
+                    _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))), int(f * (c % per)));
                 // vpermps reads the low 3 bits of each lane (the values repeat with the code's
                 // period, so bits of the fields above need no mask); bit 3 picks the upper 8
-                if (f_ < 4) return _mm256_permutevar8x32_ps(g.a, q);
+                if (f < 4) return _mm256_permutevar8x32_ps(g.a, q);
                 return _mm256_blendv_ps(_mm256_permutevar8x32_ps(g.a, q), _mm256_permutevar8x32_ps(g.b, q),
                                         _mm256_castsi256_ps(_mm256_slli_epi32(q, 28)));
             }
@@ -141,9 +125,8 @@ class TileField {
  private:
     FieldKind kind_;
     uint32_t f_, per_ = 1;
-    MetaMap map_;
-    const uint8_t* tab_;
-    uint64_t n_, groups_;
+    TileEntries entries_;
+    uint64_t groups_;
     __m256 none_;
     float* vals_;      // lookup values of every group (GEMM)
     float *ts_, *tz_;  // the table entry of each group
@@ -174,35 +157,6 @@ LB_INLINE __m256i half_isum(const uint8_t* blk, int h, const int8_t* xb) {
     return _mm256_add_epi32(s, _mm256_madd_epi16(hi, _mm256_set1_epi16(16)));
 }
 
-// Software prefetch while column 0 reads a tile block by block: the next tile into L2, spread
-// over the blocks, and this tile's codes 1 KiB ahead into L1 (as the AVX-512 kernels do).
-class TilePrefetch {
- public:
-    TilePrefetch(const uint8_t* tile, uint64_t tile_bytes, uint64_t blk_bytes, uint64_t nblk, const uint8_t* end,
-                 bool on)
-        : tile_(tile),
-          next_(tile + tile_bytes),
-          step_((tile_bytes / nblk + 127) & ~uint64_t(63)),
-          blk_bytes_(blk_bytes),
-          ahead_(blk_bytes * ((1024 + blk_bytes - 1) / blk_bytes)),
-          end_(end),
-          on_(on) {}
-    LB_INLINE void at(uint64_t b) const {
-        if (!on_) return;
-        const uint8_t* p = next_ + b * step_;
-        for (uint64_t i = 0; i < step_ && p + i < end_; i += 64)
-            _mm_prefetch(reinterpret_cast<const char*>(p + i), _MM_HINT_T1);
-        for (uint64_t i = 0; i < blk_bytes_; i += 64)
-            _mm_prefetch(reinterpret_cast<const char*>(tile_ + b * blk_bytes_ + ahead_ + i), _MM_HINT_T0);
-    }
-
- private:
-    const uint8_t *tile_, *next_;
-    uint64_t step_, blk_bytes_, ahead_;
-    const uint8_t* end_;
-    bool on_;
-};
-
 struct TileCall {
     const TiledArgs& a;
     const WeightView& w;
@@ -215,23 +169,23 @@ struct TileCall {
 // The 16 rows of tile t for column j, into y. GK: the group (8 or 16), or 32 for any multiple
 // of 32 (same scheme as the AVX-512 kernels: per segment, the int32 lanes scaled by s[row] and
 // the block's xd; the zero term m[row] * xsum[group], m = -(z s) or -z).
-template <int BITS, int GK>
+template <int BITS, int GK, class M = AnyMeta>
 void tile_run(TileCall& k, uint64_t t, uint64_t j) {
     constexpr uint64_t blk_bytes = 64 * BITS;  // codes of 32 inputs of 16 rows
     const TiledArgs& a = k.a;
     const TiledLayout& lay = k.lay;
-    const bool code_zero = k.w.p.zmode == ZeroMode::code;
+    const bool code_zero = M::CZ < 0 ? k.w.p.zmode == ZeroMode::code : M::CZ == 1;
     const QActRow x = act_row(const_cast<uint8_t*>(a.act + j * a.act_stride), k.w.k);
     const float* xsum = a.xsum + j * a.xsum_stride;
     const uint8_t* tile = k.w.tiles + t * lay.tile_bytes;
-    const TilePrefetch pf(tile, lay.tile_bytes, blk_bytes, k.nblk, k.pf_end, j == 0);
+    const RunPrefetch<1> pf(&tile, lay.tile_bytes, blk_bytes, k.nblk, k.pf_end, j == 0);
     __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     __m256 accm[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     // group c's sum (int32 lanes as floats) times s into `into`, its zero term into accm
     auto finish = [&](int h, uint64_t c, const TileField::Group& gs, const TileField::Group& gz, __m256 xs, __m256 sum,
                       __m256& into) LB_LAMBDA_INLINE {
-        const __m256 s = k.S.get(gs, tile + lay.off_scales, c, h);
-        const __m256 z = k.Z.get(gz, tile + lay.off_zeros, c, h);
+        const __m256 s = k.S.template get<M::SK, M::SB>(gs, tile + lay.off_scales, c, h);
+        const __m256 z = k.Z.template get<M::ZK, M::ZB>(gz, tile + lay.off_zeros, c, h);
         into = _mm256_fmadd_ps(sum, s, into);
         accm[h] = _mm256_fnmadd_ps(code_zero ? _mm256_mul_ps(z, s) : z, xs, accm[h]);
     };
@@ -245,7 +199,7 @@ void tile_run(TileCall& k, uint64_t t, uint64_t j) {
                 constexpr int gi = decltype(i)::value;
                 const uint64_t c = b * per_blk + gi;
                 if (c >= k.groups) return;  // last block of a row with k % 32 != 0
-                const TileField::Group gs = k.S.group(c), gz = k.Z.group(c);
+                const TileField::Group gs = k.S.template group<M::SK>(c), gz = k.Z.template group<M::ZK>(c);
                 const __m256 xs = _mm256_set1_ps(xsum[c]);
                 for (int h = 0; h < 2; ++h) {
                     const __m256i is = half_isum<BITS, gi * GK / 4, GK / 4>(tile + b * blk_bytes, h, xb);
@@ -267,7 +221,7 @@ void tile_run(TileCall& k, uint64_t t, uint64_t j) {
                     g[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), xd, g[h]);
                 }
             }
-            const TileField::Group gs = k.S.group(c), gz = k.Z.group(c);
+            const TileField::Group gs = k.S.template group<M::SK>(c), gz = k.Z.template group<M::ZK>(c);
             const __m256 xs = _mm256_set1_ps(xsum[c]);
             for (int h = 0; h < 2; ++h) finish(h, c, gs, gz, xs, g[h], acc[h]);
         }
@@ -289,11 +243,21 @@ void rg_tiles(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) {
                TileField(w, false, scratch),
                TileField(w, true, scratch + 18 * groups),
                w.tiles + t1 * lay.tile_bytes};
-    for (uint64_t t = t0; t < t1; ++t) {
-        k.S.begin_tile(t, a.ncols > 1);
-        k.Z.begin_tile(t, a.ncols > 1);
-        for (uint64_t j = 0; j < a.ncols; ++j) tile_run<BITS, GK>(k, t, j);
+    if (a.ncols > 1) {  // GEMM: one tile at a time, all columns, the lookup values built once
+        for (uint64_t t = t0; t < t1; ++t) {
+            k.S.begin_tile(t, true);
+            k.Z.begin_tile(t, true);
+            for (uint64_t j = 0; j < a.ncols; ++j) tile_run<BITS, GK>(k, t, j);
+        }
+        return;
     }
+    with_meta(w.p, [&](auto m) {  // GEMV: specialised per meta kind pair (tiles_common.h)
+        for (uint64_t t = t0; t < t1; ++t) {
+            k.S.begin_tile(t, false);
+            k.Z.begin_tile(t, false);
+            tile_run<BITS, GK, decltype(m)>(k, t, 0);
+        }
+    });
 }
 
 template <int BITS>
@@ -316,7 +280,7 @@ void sign_tiles(const TiledArgs& a, uint64_t t0, uint64_t t1) {
         const uint8_t* tile = w.tiles + t * lay.tile_bytes;
         for (uint64_t j = 0; j < a.ncols; ++j) {
             const QActRow x = act_row(const_cast<uint8_t*>(a.act + j * a.act_stride), w.k);
-            const TilePrefetch pf(tile, lay.tile_bytes, 64, nblk, end, j == 0);
+            const RunPrefetch<1> pf(&tile, lay.tile_bytes, 64, nblk, end, j == 0);
             __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
             for (uint64_t b = 0; b < nblk; ++b) {
                 pf.at(b);

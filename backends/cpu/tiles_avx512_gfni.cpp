@@ -1,7 +1,7 @@
 // tiles_avx512_gfni.cpp: the AVX-512 kernels of rg and sign weights in the row-tiled layout
 // (backends/cpu/tiled.h), CpuKernels::tiles of the avx512 table. Compiled with GFNI as well
 // (one vgf2p8affineqb moves a code field of every byte to its low bits); the avx512 table uses
-// it only on CPUs with GFNI (dispatch.cpp), the others keep the row layout.
+// it only on CPUs with GFNI (dispatch.cpp), the others run the AVX2 tiled kernels.
 // Checked against the scalar q8 reference by tests/test_kernels.cpp.
 #include <algorithm>
 #include <utility>
@@ -9,11 +9,7 @@
 #include "backends/cpu/dispatch.h"
 #include "backends/cpu/simd_avx512.h"
 #include "backends/cpu/tiled.h"
-
-// the per-group decoders must be inlined into the kernel loops (a call returns its vectors
-// through memory)
-#define LB_INLINE inline __attribute__((always_inline))
-#define LB_LAMBDA_INLINE __attribute__((always_inline))
+#include "backends/cpu/tiles_common.h"
 
 namespace lb {
 namespace {
@@ -26,27 +22,10 @@ namespace {
 // s[row] * xd[block] into float accumulators; the zero term adds m[row] * xsum[group] with
 // m = -(z * s) (code zeros) or -z (value zeros), as the row kernels do.
 
-template <class F, int... I>
-LB_INLINE void static_for_impl(F&& f, std::integer_sequence<int, I...>) {
-    (f(std::integral_constant<int, I>{}), ...);
-}
-// f(integral_constant<int, 0>) .. f(integral_constant<int, N - 1>)
-template <int N, class F>
-LB_INLINE void static_for(F&& f) {
-    static_for_impl(f, std::make_integer_sequence<int, N>{});
-}
-
-// How a meta field is stored (see TileField); `any`: known only at run time.
-enum class FieldKind { any, none, raw, lookup, direct };
-
-// One meta field (scale or zero) of 16-row tiles, decoded per group c:
-//   none:   a constant (scale 1, zero 0)
-//   raw:    f16 values
-//   lookup: a 1/2/4-bit code. The group's table entry gives 16 values
-//           v[i] = f16(f16((i & mask) - tz) * ts), which vpermps indexes with the rows' codes
-//           (vpermps reads the low 4 bits of each lane, so fields above the one wanted need no
-//           masking: the 16 values repeat with the code's period)
-//   direct: an 8-bit code, decoded in the lanes with the group's (ts, tz)
+// One meta field (scale or zero) of 16-row tiles, decoded per group c (the kinds: FieldKind in
+// tiles_common.h). A lookup field's 16 values are one vector that vpermps indexes with the rows'
+// codes (vpermps reads the low 4 bits of each lane, so fields above the one wanted need no
+// masking: the 16 values repeat with the code's period).
 // Table entries depend on (row / rdiv, group) only: begin_block() reads them, as floats, for the
 // row block of a tile; tiles of one block share them. group(c) gives what the tiles share for
 // group c (the lookup vector, built in registers or read from the copies that begin_block builds
@@ -60,9 +39,7 @@ class TileField {
     // scratch: 18 floats per group
     TileField(const WeightView& w, bool zero, float* scratch)
         : f_(zero ? w.p.zbits : w.p.sbits),
-          map_(zero ? w.p.zmap : w.p.smap),
-          tab_(w.data + (zero ? w.lay.off_ztab : w.lay.off_stab)),
-          n_(w.n),
+          entries_(w, zero),
           groups_(w.k / w.p.group),
           none_(_mm512_set1_ps(zero ? 0.0f : 1.0f)),
           fcodes_(_mm512_cvtepi32_ps(
@@ -71,15 +48,12 @@ class TileField {
           vals_(scratch),
           ts_(scratch + 16 * groups_),
           tz_(ts_ + groups_) {
-        kind_ = f_ == 0 ? FieldKind::none : f_ == 16 ? FieldKind::raw : f_ == 8 ? FieldKind::direct : FieldKind::lookup;
+        kind_ = field_kind(f_);
         if (kind_ == FieldKind::lookup) shift_per_ = f_ == 1 ? 3 : f_ == 2 ? 2 : 1;  // log2(8 / f)
     }
 
     // the row block of a tile (tiles of one block share every table entry)
-    uint64_t block_of(uint64_t tile) const {
-        if (kind_ != FieldKind::lookup && kind_ != FieldKind::direct) return 0;
-        return map_.rdiv >= n_ || map_.rstride == 0 ? 0 : tile * kTileRows / map_.rdiv;
-    }
+    uint64_t block_of(uint64_t tile) const { return entries_.block_of(tile); }
 
     void begin_block(uint64_t tile, bool luts) {
         if (kind_ != FieldKind::lookup && kind_ != FieldKind::direct) return;
@@ -90,28 +64,20 @@ class TileField {
         luts_ = luts;
         // the block's table entries of every group as floats: 16 at a time where they are
         // consecutive in the table, else one by one
-        uint64_t idx = map_.index(tile * kTileRows, 0);
-        const uint64_t step = map_.period ? map_.cstride % map_.period : map_.cstride;
+        uint64_t idx = entries_.first_index(tile);
+        const uint32_t period = entries_.map().period;
         uint64_t c = 0;
-        if (step == 1)
-            for (; c + 16 <= groups_ && (!map_.period || idx + 16 <= map_.period); c += 16, idx += 16) {
+        if (entries_.step() == 1)
+            for (; c + 16 <= groups_ && (!period || idx + 16 <= period); c += 16, idx += 16) {
                 __m512 ts, tz;
-                entries16(tab_ + 4 * idx, ts, tz);
+                entries16(entries_.table() + 4 * idx, ts, tz);
                 _mm512_storeu_ps(ts_ + c, ts);
                 _mm512_storeu_ps(tz_ + c, tz);
             }
-        for (; c < groups_; ++c) {
-            if (map_.period && idx >= map_.period) idx -= map_.period;
-            const uint8_t* e = tab_ + 4 * idx;
-            ts_[c] = _cvtsh_ss(uint16_t(e[0] | e[1] << 8));
-            tz_[c] = _cvtsh_ss(uint16_t(e[2] | e[3] << 8));
-            idx += step;
-        }
+        entries_.scalar(idx, c, groups_, ts_, tz_);
         if (luts_)
             for (c = 0; c < groups_; ++c) _mm512_storeu_ps(vals_ + 16 * c, lookup_vector(c));
     }
-
-    FieldKind kind() const { return kind_; }
 
     // K: the kind when the caller knows it (the GEMV kernels specialised per kind pair: no switch
     // in the loop, no lookup copies), else any
@@ -163,9 +129,8 @@ class TileField {
 
     FieldKind kind_;
     uint32_t f_, shift_per_ = 0;
-    MetaMap map_;
-    const uint8_t* tab_;
-    uint64_t n_, groups_;
+    TileEntries entries_;
+    uint64_t groups_;
     __m512 none_, fcodes_;  // fcodes_: the lookup's codes 0..15 masked to the field's width
     float* vals_;           // lookup vectors of every group (GEMM)
     float *ts_, *tz_;       // the table entry of each group
@@ -212,41 +177,6 @@ inline __m512i tile_isum(const uint8_t* blk, const int8_t* xb) {
     return _mm512_add_epi32(a, b);
 }
 
-// Software prefetch for a run of R tiles read block by block (the hardware prefetchers alone
-// left a DRAM-resident GEMV at about half the read bandwidth), during column 0 (the one that
-// reads the tiles first): the R tiles after the run into L2, spread over its nblk blocks, and
-// the run's own codes a few blocks ahead into L1 (the first run of a range was not prefetched
-// by an earlier one; for the others this moves lines from L2 to L1 ahead of their use).
-template <int R>
-class RunPrefetch {
- public:
-    RunPrefetch(const uint8_t* const* tiles, uint64_t tile_bytes, uint64_t blk_bytes, uint64_t nblk, const uint8_t* end,
-                bool on)
-        : tiles_(tiles),
-          next_(tiles[0] + R * tile_bytes),
-          step_((R * tile_bytes / nblk + 127) & ~uint64_t(63)),
-          blk_bytes_(blk_bytes),
-          ahead_(blk_bytes * ((1024 + blk_bytes - 1) / blk_bytes)),
-          end_(end),
-          on_(on) {}
-    LB_INLINE void at(uint64_t b) const {
-        if (!on_) return;
-        const uint8_t* p = next_ + b * step_;
-        for (uint64_t i = 0; i < step_ && p + i < end_; i += 64)
-            _mm_prefetch(reinterpret_cast<const char*>(p + i), _MM_HINT_T1);
-        for (int r = 0; r < R; ++r)
-            for (uint64_t i = 0; i < blk_bytes_; i += 64)
-                _mm_prefetch(reinterpret_cast<const char*>(tiles_[r] + b * blk_bytes_ + ahead_ + i), _MM_HINT_T0);
-    }
-
- private:
-    const uint8_t* const* tiles_;
-    const uint8_t* next_;
-    uint64_t step_, blk_bytes_, ahead_;
-    const uint8_t* end_;
-    bool on_;
-};
-
 // One call's shared state: the weight, its layout, the two meta fields.
 struct TileCall {
     const TiledArgs& a;
@@ -256,15 +186,6 @@ struct TileCall {
     TileField S, Z;
     const uint8_t* pf_end;  // prefetches stop here (the end of this call's tiles)
 };
-
-// What a kernel instance knows of the meta at compile time: the kind of each field, the width
-// of a lookup field (0: run time) and whether zeros are codes (CZ 1) or values (0; -1: run time).
-template <FieldKind SK_, int SB_, FieldKind ZK_, int ZB_, int CZ_>
-struct Meta {
-    static constexpr FieldKind SK = SK_, ZK = ZK_;
-    static constexpr int SB = SB_, ZB = ZB_, CZ = CZ_;
-};
-using AnyMeta = Meta<FieldKind::any, 0, FieldKind::any, 0, -1>;
 
 // Rows of the R consecutive tiles [t, t + R) (one row block: they share table entries and
 // lookup vectors) for column j, into y.
@@ -396,22 +317,8 @@ void rg_tiles_avx512(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratc
         }
         return;
     }
-    // GEMV: specialised for the kind pairs of the common sources (a switch on the field kinds in
-    // the inner loop cost the GreenBit qstatistic 2-bit g8 kernel a fifth of its time)
-    using F = FieldKind;
-    const F sk = k.S.kind(), zk = k.Z.kind();
-    const uint32_t sb = w.p.sbits, zb = w.p.zbits;
-    const bool cz = w.p.zmode == ZeroMode::code;
-    if (sk == F::lookup && zk == F::lookup && sb == 4 && zb == 4 && !cz)  // qstatistic
-        return rg_gemv<BITS, GK, Meta<F::lookup, 4, F::lookup, 4, 0>>(k, t0, t1);
-    if (sk == F::direct && zk == F::lookup && cz) {  // asym
-        if (zb == 2) return rg_gemv<BITS, GK, Meta<F::direct, 0, F::lookup, 2, 1>>(k, t0, t1);
-        if (zb == 4) return rg_gemv<BITS, GK, Meta<F::direct, 0, F::lookup, 4, 1>>(k, t0, t1);
-    }
-    if (sk == F::raw && zk == F::raw)  // HQQ plain (code zeros), GGUF (value zeros)
-        return cz ? rg_gemv<BITS, GK, Meta<F::raw, 0, F::raw, 0, 1>>(k, t0, t1)
-                  : rg_gemv<BITS, GK, Meta<F::raw, 0, F::raw, 0, 0>>(k, t0, t1);
-    rg_gemv<BITS, GK, AnyMeta>(k, t0, t1);
+    // GEMV: specialised per meta kind pair (tiles_common.h)
+    with_meta(w.p, [&](auto m) { rg_gemv<BITS, GK, decltype(m)>(k, t0, t1); });
 }
 
 template <int BITS>

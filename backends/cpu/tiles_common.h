@@ -1,0 +1,153 @@
+// tiles_common.h: what the x86 kernels of tiled weights (tiles_avx512_gfni.cpp, tiles_avx2.cpp)
+// share and is not ISA code: compile-time loops, the meta field kinds and the kind pairs the
+// kernels are specialised for, the table entries of a tile's row block, and the software
+// prefetch of a run of tiles. Include only from x86 files compiled with F16C. Internal linkage
+// on purpose: the two files are compiled with different ISA flags (see simd_avx512.h).
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+#include <utility>
+
+#include "backends/cpu/tiled.h"
+
+// the per-group decoders must be inlined into the kernel loops (a call returns its vectors
+// through memory)
+#define LB_INLINE inline __attribute__((always_inline))
+#define LB_LAMBDA_INLINE __attribute__((always_inline))
+
+namespace lb {
+namespace {
+
+template <class F, int... I>
+LB_INLINE void static_for_impl(F&& f, std::integer_sequence<int, I...>) {
+    (f(std::integral_constant<int, I>{}), ...);
+}
+// f(integral_constant<int, 0>) .. f(integral_constant<int, N - 1>)
+template <int N, class F>
+LB_INLINE void static_for(F&& f) {
+    static_for_impl(f, std::make_integer_sequence<int, N>{});
+}
+
+// How a meta field is stored (tiled.h); `any`: known only at run time.
+//   none:   a constant (scale 1, zero 0)
+//   raw:    f16 values
+//   lookup: a 1/2/4-bit code: the group's table entry gives the 16 values
+//           v[i] = f16(f16((i & mask) - tz) * ts), indexed by the rows' codes
+//   direct: an 8-bit code, decoded in the lanes with the group's (ts, tz)
+enum class FieldKind { any, none, raw, lookup, direct };
+
+inline FieldKind field_kind(uint32_t bits) {
+    return bits == 0    ? FieldKind::none
+           : bits == 16 ? FieldKind::raw
+           : bits == 8  ? FieldKind::direct
+                        : FieldKind::lookup;
+}
+
+// What a kernel instance knows of the meta at compile time: the kind of each field, the width
+// of a lookup field (0: run time) and whether zeros are codes (CZ 1) or values (0; -1: run time).
+template <FieldKind SK_, int SB_, FieldKind ZK_, int ZB_, int CZ_>
+struct Meta {
+    static constexpr FieldKind SK = SK_, ZK = ZK_;
+    static constexpr int SB = SB_, ZB = ZB_, CZ = CZ_;
+};
+using AnyMeta = Meta<FieldKind::any, 0, FieldKind::any, 0, -1>;
+
+// f(Meta{}) specialised for the kind pairs of the common sources (a switch on the field kinds in
+// the inner loop cost the GreenBit qstatistic 2-bit g8 AVX-512 kernel a fifth of its time),
+// f(AnyMeta{}) for the others
+template <class F>
+void with_meta(const QParams& p, F&& f) {
+    using K = FieldKind;
+    const K sk = field_kind(p.sbits), zk = field_kind(p.zbits);
+    const bool cz = p.zmode == ZeroMode::code;
+    if (sk == K::lookup && zk == K::lookup && p.sbits == 4 && p.zbits == 4 && !cz)  // qstatistic
+        return f(Meta<K::lookup, 4, K::lookup, 4, 0>{});
+    if (sk == K::direct && zk == K::lookup && cz) {  // asym
+        if (p.zbits == 2) return f(Meta<K::direct, 0, K::lookup, 2, 1>{});
+        if (p.zbits == 4) return f(Meta<K::direct, 0, K::lookup, 4, 1>{});
+    }
+    if (sk == K::raw && zk == K::raw)  // HQQ plain (code zeros), GGUF (value zeros)
+        return cz ? f(Meta<K::raw, 0, K::raw, 0, 1>{}) : f(Meta<K::raw, 0, K::raw, 0, 0>{});
+    f(AnyMeta{});
+}
+
+// The table entries of one meta field (lookup or direct) for a row block: tiles whose first rows
+// share (row / rdiv) share every group's entry.
+class TileEntries {
+ public:
+    TileEntries(const WeightView& w, bool zero)
+        : map_(zero ? w.p.zmap : w.p.smap),
+          tab_(w.data + (zero ? w.lay.off_ztab : w.lay.off_stab)),
+          n_(w.n),
+          coded_(field_kind(zero ? w.p.zbits : w.p.sbits) == FieldKind::lookup ||
+                 field_kind(zero ? w.p.zbits : w.p.sbits) == FieldKind::direct) {}
+
+    // the row block of a tile (0 for fields without a table)
+    uint64_t block_of(uint64_t tile) const {
+        if (!coded_) return 0;
+        return map_.rdiv >= n_ || map_.rstride == 0 ? 0 : tile * kTileRows / map_.rdiv;
+    }
+
+    // entries of groups [c0, groups) of tile's block as floats into ts and tz; the entries from
+    // c0 on are consecutive in the table where step() == 1 and no wrap is in between (the
+    // AVX-512 kernels read those 16 at a time and call this for the rest)
+    uint64_t first_index(uint64_t tile) const { return map_.index(tile * kTileRows, 0); }
+    uint64_t step() const { return map_.period ? map_.cstride % map_.period : map_.cstride; }
+    const MetaMap& map() const { return map_; }
+    const uint8_t* table() const { return tab_; }
+    void scalar(uint64_t idx, uint64_t c0, uint64_t groups, float* ts, float* tz) const {
+        const uint64_t st = step();
+        for (uint64_t c = c0; c < groups; ++c) {
+            if (map_.period && idx >= map_.period) idx -= map_.period;
+            const uint8_t* e = tab_ + 4 * idx;
+            ts[c] = _cvtsh_ss(uint16_t(e[0] | e[1] << 8));  // F16C: the software conversion
+            tz[c] = _cvtsh_ss(uint16_t(e[2] | e[3] << 8));  // made AVX2 q2_g8 GEMV 15% slower
+            idx += st;
+        }
+    }
+
+ private:
+    MetaMap map_;
+    const uint8_t* tab_;
+    uint64_t n_;
+    bool coded_;
+};
+
+// Software prefetch for a run of R tiles read block by block (the hardware prefetchers alone
+// left a DRAM-resident GEMV at about half the read bandwidth), during column 0 (the one that
+// reads the tiles first): the R tiles after the run into L2, spread over its nblk blocks, and
+// the run's own codes a few blocks ahead into L1 (the first run of a range was not prefetched
+// by an earlier one; for the others this moves lines from L2 to L1 ahead of their use).
+template <int R>
+class RunPrefetch {
+ public:
+    RunPrefetch(const uint8_t* const* tiles, uint64_t tile_bytes, uint64_t blk_bytes, uint64_t nblk, const uint8_t* end,
+                bool on)
+        : tiles_(tiles),
+          next_(tiles[0] + R * tile_bytes),
+          step_((R * tile_bytes / nblk + 127) & ~uint64_t(63)),
+          blk_bytes_(blk_bytes),
+          ahead_(blk_bytes * ((1024 + blk_bytes - 1) / blk_bytes)),
+          end_(end),
+          on_(on) {}
+    LB_INLINE void at(uint64_t b) const {
+        if (!on_) return;
+        const uint8_t* p = next_ + b * step_;
+        for (uint64_t i = 0; i < step_ && p + i < end_; i += 64)
+            _mm_prefetch(reinterpret_cast<const char*>(p + i), _MM_HINT_T1);
+        for (int r = 0; r < R; ++r)
+            for (uint64_t i = 0; i < blk_bytes_; i += 64)
+                _mm_prefetch(reinterpret_cast<const char*>(tiles_[r] + b * blk_bytes_ + ahead_ + i), _MM_HINT_T0);
+    }
+
+ private:
+    const uint8_t* const* tiles_;
+    const uint8_t* next_;
+    uint64_t step_, blk_bytes_, ahead_;
+    const uint8_t* end_;
+    bool on_;
+};
+
+}  // namespace
+}  // namespace lb
