@@ -274,7 +274,8 @@ void tile_run(TileCall& k, uint64_t t, uint64_t j) {
 // 0.88-0.92 with 2, 1.00-1.03 with 4; the L3-resident case gains nothing from sharing there)
 template <int BITS, int GK, class M>
 void rg_gemv(TileCall& k, uint64_t t0, uint64_t t1) {
-    constexpr uint64_t max_run = M::SK == FieldKind::raw ? 1 : 4;
+    const bool raw = M::SK == FieldKind::raw || (M::SK == FieldKind::any && field_kind(k.w.p.sbits) == FieldKind::raw);
+    const uint64_t max_run = raw ? 1 : 4;
     for (uint64_t t = t0; t < t1;) {
         uint64_t run = std::min<uint64_t>(max_run, t1 - t);
         while (run > 1 &&
