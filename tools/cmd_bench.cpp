@@ -55,36 +55,49 @@ uint64_t l3_bytes() {
 // is allocated as the tiled weights are (2 MiB pages where allowed) and read with software
 // prefetch 4 KiB ahead, as the kernels do, so that it is the best streaming read this machine
 // gives them (without either it reads a few GB/s slower, and kernels could beat "100%").
-double measure_read_bw(ThreadPool& pool) {
-    const uint64_t words = (uint64_t(1) << 30) / 8;
-    const Buffer mem = make_buffer(words * 8);
-    uint64_t* buf = reinterpret_cast<uint64_t*>(mem.data.get());
-    pool.parallel_for(words, [&](uint64_t b, uint64_t e, int) {
-        for (uint64_t i = b; i < e; ++i) buf[i] = i * 0x9e3779b97f4a7c15ull;
-    });
-    std::vector<uint64_t> sinks(64, 0);
-    std::vector<double> t;
-    for (int rep = 0; rep < 5; ++rep) {
-        const auto t0 = Clock::now();
-        pool.parallel_for(words, [&](uint64_t b, uint64_t e, int th) {
-            uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-            uint64_t i = b;
-            for (; i + 4 <= e; i += 4) {
-                if (i % 8 == 0) __builtin_prefetch(buf + i + 512);
-                a0 += buf[i];
-                a1 += buf[i + 1];
-                a2 += buf[i + 2];
-                a3 += buf[i + 3];
-            }
-            for (; i < e; ++i) a0 += buf[i];
-            sinks[th % 64] += a0 ^ a1 ^ a2 ^ a3;
+// The read-bandwidth probe: 2 threads (the pool) reading a 1 GiB buffer, prefetching 4 KiB
+// ahead, median of 5 passes. The buffer is filled once, so a probe can be repeated between
+// measurements (the machine's bandwidth changes over minutes: bench model measures it again
+// before each decode repetition).
+class ReadProbe {
+ public:
+    explicit ReadProbe(ThreadPool& pool) : mem_(make_buffer(kWords * 8)) {
+        uint64_t* buf = words();
+        pool.parallel_for(kWords, [&](uint64_t b, uint64_t e, int) {
+            for (uint64_t i = b; i < e; ++i) buf[i] = i * 0x9e3779b97f4a7c15ull;
         });
-        t.push_back(seconds_since(t0));
     }
-    volatile uint64_t keep = sinks[0];
-    (void)keep;
-    return double(words * 8) / median(t) / 1e9;
-}
+    double measure(ThreadPool& pool) {  // GB/s
+        const uint64_t* buf = words();
+        std::vector<uint64_t> sinks(64, 0);
+        std::vector<double> t;
+        for (int rep = 0; rep < 5; ++rep) {
+            const auto t0 = Clock::now();
+            pool.parallel_for(kWords, [&](uint64_t b, uint64_t e, int th) {
+                uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                uint64_t i = b;
+                for (; i + 4 <= e; i += 4) {
+                    if (i % 8 == 0) __builtin_prefetch(buf + i + 512);
+                    a0 += buf[i];
+                    a1 += buf[i + 1];
+                    a2 += buf[i + 2];
+                    a3 += buf[i + 3];
+                }
+                for (; i < e; ++i) a0 += buf[i];
+                sinks[th % 64] += a0 ^ a1 ^ a2 ^ a3;
+            });
+            t.push_back(seconds_since(t0));
+        }
+        volatile uint64_t keep = sinks[0];
+        (void)keep;
+        return double(kWords * 8) / median(t) / 1e9;
+    }
+
+ private:
+    static constexpr uint64_t kWords = (uint64_t(1) << 30) / 8;
+    uint64_t* words() const { return reinterpret_cast<uint64_t*>(mem_.data.get()); }
+    Buffer mem_;
+};
 
 struct Result {
     std::string type, where, layout;
@@ -326,7 +339,7 @@ int bench_kernels(int argc, char** argv) {
 #endif
     const CpuKernels& kern = o.isa.empty() ? kernels_best() : kernels_by_name(o.isa.c_str());
     ThreadPool pool(o.threads);
-    const double bw = measure_read_bw(pool);
+    const double bw = ReadProbe(pool).measure(pool);
     const uint64_t l3 = l3_bytes();
     std::printf(
         "# lowbit bench kernels\n\nisa %s, %d threads, measured read bandwidth %.1f GB/s (1 GiB buffer), L3 %.0f "
@@ -435,7 +448,9 @@ void model_usage() {
         "                       (default 128; 0 skips tg)\n"
         "  -t, --threads T      threads (default 2)\n"
         "  --reps R             repetitions of each test, median reported (default 3)\n"
-        "  --bw GBS             read bandwidth in GB/s to report against, instead of measuring it\n"
+        "  --bw GBS             read bandwidth in GB/s to report against, instead of measuring it (measured:\n"
+        "                       at the start, and again before each tg repetition, whose fraction of the\n"
+        "                       ceiling is taken against the bandwidth measured just before it)\n"
         "  --backend B          cpu (default) or cuda (the model's tensors uploaded to CUDA device 0; the\n"
         "                       ceiling is then the device copy bandwidth)\n"
         "  --json FILE          also write the results as JSON\n",
@@ -540,7 +555,11 @@ int bench_model(int argc, char** argv) {
         bw = cuda::measure_copy_bandwidth(0, uint64_t(1) << 30, 20);
     }
 #endif
-    if (bw <= 0) bw = measure_read_bw(pool);
+    std::unique_ptr<ReadProbe> probe;  // CPU, no --bw: measured at the start and before each tg repetition
+    if (bw <= 0) {
+        probe = std::make_unique<ReadProbe>(pool);
+        bw = probe->measure(pool);
+    }
     std::unique_ptr<LlamaModel> m;
     std::string name, desc;
     const auto t_load = Clock::now();
@@ -585,7 +604,10 @@ int bench_model(int argc, char** argv) {
         "measured read bandwidth %.1f GB/s%s, L3 %.0f MiB%s -> decode ceiling %.1f tokens/s\n\n",
         (long long)hp.n_embd, (long long)hp.n_ff, (long long)hp.n_layer, (long long)hp.n_head, (long long)hp.n_head_kv,
         (long long)hp.n_vocab, o.threads, load_s, double(mb.weights) / (1 << 20), bytes_tok / (1 << 20),
-        double(mb.per_token) / (1 << 20), kv_tok / (1 << 20), bw, o.bw > 0 ? " (given)" : " (1 GiB buffer)",
+        double(mb.per_token) / (1 << 20), kv_tok / (1 << 20), bw,
+        o.bw > 0 ? " (given)"
+        : probe  ? " (1 GiB buffer; again before each tg repetition)"
+                 : " (device copy)",
         double(l3) / (1 << 20),
         l3 && bytes_tok < double(l3) ? " (the model fits in L3: tg can exceed the DRAM ceiling)" : "", ceiling);
     std::printf("| model | test | tokens/s (median) | min..max | ms/token | of ceiling |\n|---|---|---|---|---|---|\n");
@@ -596,12 +618,18 @@ int bench_model(int argc, char** argv) {
         double tps, frac, lo, hi;  // tokens/s: median, of the ceiling, slowest and fastest rep
     };
     std::vector<Row> rows;
-    auto add_row = [&](const std::string& test, uint64_t ntok, std::vector<double> t, bool tg) {
+    // rep_bw: tg only, the bandwidth measured before each repetition (empty: `bw` for all); the
+    // fraction is the median of the repetitions' own fractions
+    auto add_row = [&](const std::string& test, uint64_t ntok, std::vector<double> t, bool tg,
+                       const std::vector<double>& rep_bw) {
+        std::vector<double> fr;
+        for (size_t r = 0; r < t.size(); ++r)
+            fr.push_back(double(ntok) / t[r] * bytes_tok / ((rep_bw.empty() ? bw : rep_bw[r]) * 1e9));
         std::sort(t.begin(), t.end());
-        const double s = median(t), tps = double(ntok) / s;
-        rows.push_back({test, tps, tg ? tps / ceiling : 0, double(ntok) / t.back(), double(ntok) / t.front()});
+        const double s = median(t), tps = double(ntok) / s, frac = tg ? median(fr) : 0;
+        rows.push_back({test, tps, frac, double(ntok) / t.back(), double(ntok) / t.front()});
         std::printf("| %s | %s | %.2f | %.2f..%.2f | %.2f | %s |\n", name.c_str(), test.c_str(), tps, rows.back().lo,
-                    rows.back().hi, 1e3 * s / double(ntok), tg ? strfmt("%.0f%%", 100 * tps / ceiling).c_str() : "-");
+                    rows.back().hi, 1e3 * s / double(ntok), tg ? strfmt("%.0f%%", 100 * frac).c_str() : "-");
         std::fflush(stdout);
     };
     // warm-up: two decode steps touch every weight (mmap'd pages in, caches warm)
@@ -624,18 +652,25 @@ int bench_model(int argc, char** argv) {
             g.eval(toks.data(), 0, pool);
             t.push_back(seconds_since(t0));
         }
-        add_row(strfmt("pp%llu", (unsigned long long)o.pp), o.pp, t, false);
+        add_row(strfmt("pp%llu", (unsigned long long)o.pp), o.pp, t, false, {});
     }
+    std::vector<double> rep_bw;
     if (o.tg > 0) {
         LlamaDecoder dec(*m, cache, o.threads, be.get());
         std::vector<double> t;
         for (int r = 0; r < o.reps; ++r) {
             cache.clear();
+            if (probe) rep_bw.push_back(probe->measure(pool));
             const auto t0 = Clock::now();
             for (uint64_t i = 0; i < o.tg; ++i) dec.eval(toks[i], int64_t(i), pool);
             t.push_back(seconds_since(t0));
         }
-        add_row(strfmt("tg%llu", (unsigned long long)o.tg), o.tg, t, true);
+        add_row(strfmt("tg%llu", (unsigned long long)o.tg), o.tg, t, true, rep_bw);
+        if (!rep_bw.empty()) {
+            std::string list;
+            for (double b : rep_bw) list += strfmt("%s%.1f", list.empty() ? "" : ", ", b);
+            std::printf("\nread bandwidth before each tg repetition: %s GB/s\n", list.c_str());
+        }
     }
     if (!o.json_path.empty()) {
         FILE* f = std::fopen(o.json_path.c_str(), "w");
@@ -648,8 +683,10 @@ int bench_model(int argc, char** argv) {
         std::fprintf(f,
                      "{\n  \"model\": \"%s\", \"threads\": %d, \"reps\": %d, \"weight_bytes\": %llu,\n"
                      "  \"bytes_per_token\": %.0f, \"kv_bytes_per_token\": %.0f, \"read_bw_gbs\": %.3f, "
-                     "\"decode_ceiling_tps\": %.3f,\n  \"results\": [\n",
+                     "\"decode_ceiling_tps\": %.3f,\n  \"read_bw_gbs_per_tg_rep\": [",
                      esc.c_str(), o.threads, o.reps, (unsigned long long)mb.weights, bytes_tok, kv_tok, bw, ceiling);
+        for (size_t i = 0; i < rep_bw.size(); ++i) std::fprintf(f, "%s%.3f", i ? ", " : "", rep_bw[i]);
+        std::fprintf(f, "],\n  \"results\": [\n");
         for (size_t i = 0; i < rows.size(); ++i)
             std::fprintf(f,
                          "    {\"test\": \"%s\", \"tokens_per_s\": %.4f, \"tokens_per_s_min\": %.4f, "
