@@ -204,6 +204,13 @@ static void cpu_mul_mat(Tensor& t, const CpuCtx& c) {
     const bool batch_inner = w.ne[2] > 1 && w.nb[2] < w.nb[1];
     const WeightView qv = w.quantized() ? w.weight_view() : WeightView{};
     const uint64_t grain = std::max<uint64_t>(1, 8192 / uint64_t(std::max<int64_t>(K * M * r2 * r3, 1)));
+    // rows of contiguous elements are prefetched about 1 KiB of rows ahead in item order: a KV
+    // cache comes from DRAM (a decode step streams all weights through the caches between two
+    // reads of it) in rows of a few hundred bytes, too short for the hardware prefetchers, and a
+    // V view's rows are n_ctx apart (decode, interleaved runs at the same bandwidth: SmolLM2
+    // 69-71% -> 68-77% of the ceiling, TinyLLaMA-1.1B q2_g32 75-76% -> 77-79%)
+    const uint64_t row_bytes = w.nb[0] == type_size(w.type) ? uint64_t(K) * w.nb[0] : 0;
+    const uint64_t ahead = row_bytes ? std::max<uint64_t>(1, 1024 / row_bytes) * (batch_inner ? w.nb[2] : w.nb[1]) : 0;
     c.pool->parallel_for(
         items,
         [&](uint64_t b, uint64_t e, int th) {
@@ -219,6 +226,7 @@ static void cpu_mul_mat(Tensor& t, const CpuCtx& c) {
             outer = (int64_t(b) / ni) % no;
             for (uint64_t it = b; it < e; ++it) {
                 const uint8_t* src = static_cast<const uint8_t*>(w.data) + n * w.nb[1] + a2 * w.nb[2] + a3 * w.nb[3];
+                for (uint64_t i = 0; i < row_bytes; i += 64) __builtin_prefetch(src + ahead + i);
                 const float* wr = scratch;
                 if (w.quantized())
                     dequant_row_ref(qv, w.qrow0 + uint64_t(n), scratch);
