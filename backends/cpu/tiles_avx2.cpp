@@ -39,32 +39,29 @@ class TileField {
 
     // scratch: 18 floats per group
     TileField(const WeightView& w, bool zero, float* scratch)
-        : f_(zero ? w.p.zbits : w.p.sbits),
-          entries_(w, zero),
-          groups_(w.k / w.p.group),
-          none_(_mm256_set1_ps(zero ? 0.0f : 1.0f)),
-          vals_(scratch),
-          ts_(scratch + 16 * groups_),
-          tz_(ts_ + groups_) {
-        kind_ = field_kind(f_);
+        : st_(w, zero, scratch), f_(st_.f), kind_(st_.kind), none_(_mm256_set1_ps(zero ? 0.0f : 1.0f)) {
         if (kind_ == FieldKind::lookup) per_ = 8 / f_;
     }
 
     // the table entries of every group for the row block of tile t, as floats (tiles of one
     // block share them); with `luts` (GEMM: many columns) also every group's 16 lookup values
     void begin_tile(uint64_t t, bool luts) {
-        if (kind_ != FieldKind::lookup && kind_ != FieldKind::direct) return;
-        const uint64_t block = entries_.block_of(t);
-        luts = luts && kind_ == FieldKind::lookup;
-        if (block == block_ && luts == luts_) return;
-        block_ = block;
-        luts_ = luts;
-        entries_.scalar(entries_.first_index(t), 0, groups_, ts_, tz_);
-        if (luts_)
-            for (uint64_t c = 0; c < groups_; ++c) {
+        auto fill16 = [](const uint8_t* e, float* ts, float* tz) {  // (f16 scale, f16 zero) pairs
+            for (int h = 0; h < 16; h += 8) {
+                const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e + 4 * h));
+                // per 128-bit lane: 4 scales, 4 zeros; then scales 0..7 low, zeros 0..7 high
+                __m256i p =
+                    _mm256_packus_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0xffff)), _mm256_srli_epi32(v, 16));
+                p = _mm256_permute4x64_epi64(p, _MM_SHUFFLE(3, 1, 2, 0));
+                _mm256_storeu_ps(ts + h, _mm256_cvtph_ps(_mm256_castsi256_si128(p)));
+                _mm256_storeu_ps(tz + h, _mm256_cvtph_ps(_mm256_extracti128_si256(p, 1)));
+            }
+        };
+        if (st_.begin(t, luts, fill16))
+            for (uint64_t c = 0; c < st_.groups; ++c) {
                 const Group g = lookup_values(c);
-                _mm256_storeu_ps(vals_ + 16 * c, g.a);
-                _mm256_storeu_ps(vals_ + 16 * c + 8, g.b);
+                _mm256_storeu_ps(st_.vals + 16 * c, g.a);
+                _mm256_storeu_ps(st_.vals + 16 * c + 8, g.b);
             }
     }
 
@@ -74,17 +71,17 @@ class TileField {
     LB_INLINE Group group(uint64_t c) const {
         const FieldKind kind = K == FieldKind::any ? kind_ : K;
         if (kind == FieldKind::lookup) {
-            if (K == FieldKind::any && luts_)
-                return {_mm256_loadu_ps(vals_ + 16 * c), _mm256_loadu_ps(vals_ + 16 * c + 8)};
+            if (K == FieldKind::any && st_.luts)
+                return {_mm256_loadu_ps(st_.vals + 16 * c), _mm256_loadu_ps(st_.vals + 16 * c + 8)};
             return lookup_values(c);
         }
-        if (kind == FieldKind::direct) return {_mm256_set1_ps(ts_[c]), _mm256_set1_ps(tz_[c])};
+        if (kind == FieldKind::direct) return {_mm256_set1_ps(st_.ts[c]), _mm256_set1_ps(st_.tz[c])};
         return {none_, none_};
     }
 
     // the 16 values of group c's codes 0..15 (masked to the field's width)
     LB_INLINE Group lookup_values(uint64_t c) const {
-        const __m256 ts = _mm256_set1_ps(ts_[c]), tz = _mm256_set1_ps(tz_[c]);
+        const __m256 ts = _mm256_set1_ps(st_.ts[c]), tz = _mm256_set1_ps(st_.tz[c]);
         const __m256i mask = _mm256_set1_epi32(int((1u << f_) - 1u));
         const __m256i i = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         return {field_value8(_mm256_cvtepi32_ps(_mm256_and_si256(i, mask)), ts, tz),
@@ -123,15 +120,11 @@ class TileField {
     }
 
  private:
-    FieldKind kind_;
-    uint32_t f_, per_ = 1;
-    TileEntries entries_;
-    uint64_t groups_;
+    FieldState st_;
+    const uint32_t f_;
+    const FieldKind kind_;
+    uint32_t per_ = 1;
     __m256 none_;
-    float* vals_;      // lookup values of every group (GEMM)
-    float *ts_, *tz_;  // the table entry of each group
-    uint64_t block_ = ~uint64_t(0);
-    bool luts_ = false;
 };
 
 // int32 lanes of rows 8h..8h+7: sum over quads Q0 .. Q0+NQ-1 (NQ <= 8) of a block of the codes
@@ -157,20 +150,11 @@ LB_INLINE __m256i half_isum(const uint8_t* blk, int h, const int8_t* xb) {
     return _mm256_add_epi32(s, _mm256_madd_epi16(hi, _mm256_set1_epi16(16)));
 }
 
-struct TileCall {
-    const TiledArgs& a;
-    const WeightView& w;
-    TiledLayout lay;
-    uint64_t groups, nblk;
-    TileField S, Z;
-    const uint8_t* pf_end;  // prefetches stop here (the end of this call's tiles)
-};
-
 // The 16 rows of tile t for column j, into y. GK: the group (8 or 16), or 32 for any multiple
 // of 32 (same scheme as the AVX-512 kernels: per segment, the int32 lanes scaled by s[row] and
 // the block's xd; the zero term m[row] * xsum[group], m = -(z s) or -z).
 template <int BITS, int GK, class M = AnyMeta>
-void tile_run(TileCall& k, uint64_t t, uint64_t j) {
+void tile_run(TileCall<TileField>& k, uint64_t t, uint64_t j) {
     constexpr uint64_t blk_bytes = 64 * BITS;  // codes of 32 inputs of 16 rows
     const TiledArgs& a = k.a;
     const TiledLayout& lay = k.lay;
@@ -232,17 +216,7 @@ void tile_run(TileCall& k, uint64_t t, uint64_t j) {
 
 template <int BITS, int GK>
 void rg_tiles(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) {
-    const WeightView& w = *a.w;
-    const uint64_t groups = w.k / w.p.group;
-    const TiledLayout lay = tiled_layout(w);
-    TileCall k{a,
-               w,
-               lay,
-               groups,
-               (w.k + 31) / 32,
-               TileField(w, false, scratch),
-               TileField(w, true, scratch + 18 * groups),
-               w.tiles + t1 * lay.tile_bytes};
+    TileCall<TileField> k(a, t1, scratch);
     if (a.ncols > 1) {  // GEMM: one tile at a time, all columns, the lookup values built once
         for (uint64_t t = t0; t < t1; ++t) {
             k.S.begin_tile(t, true);
@@ -251,21 +225,13 @@ void rg_tiles(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) {
         }
         return;
     }
-    with_meta(w.p, [&](auto m) {  // GEMV: specialised per meta kind pair (tiles_common.h)
+    with_meta(k.w.p, [&](auto m) {  // GEMV: specialised per meta kind pair (tiles_common.h)
         for (uint64_t t = t0; t < t1; ++t) {
             k.S.begin_tile(t, false);
             k.Z.begin_tile(t, false);
             tile_run<BITS, GK, decltype(m)>(k, t, 0);
         }
     });
-}
-
-template <int BITS>
-void rg_tiles_bits(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) {
-    const uint32_t g = a.w->p.group;
-    if (g == 8) return rg_tiles<BITS, 8>(a, t0, t1, scratch);
-    if (g == 16) return rg_tiles<BITS, 16>(a, t0, t1, scratch);
-    return rg_tiles<BITS, 32>(a, t0, t1, scratch);
 }
 
 // sign weights: y = h * (total - 2 * sum over the set bits of xq * xd) (matmul.cpp's row form;
@@ -303,16 +269,8 @@ void sign_tiles(const TiledArgs& a, uint64_t t0, uint64_t t1) {
 
 void tiles_avx2(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) {
     if (a.w->type == Type::sign) return sign_tiles(a, t0, t1);
-    switch (a.w->p.bits) {
-        case 1:
-            return rg_tiles_bits<1>(a, t0, t1, scratch);
-        case 2:
-            return rg_tiles_bits<2>(a, t0, t1, scratch);
-        case 4:
-            return rg_tiles_bits<4>(a, t0, t1, scratch);
-        default:
-            return rg_tiles_bits<8>(a, t0, t1, scratch);
-    }
+    with_code_shape(
+        a.w->p, [&](auto bits, auto gk) { rg_tiles<decltype(bits)::value, decltype(gk)::value>(a, t0, t1, scratch); });
 }
 
 }  // namespace lb

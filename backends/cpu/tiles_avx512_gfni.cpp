@@ -38,45 +38,28 @@ class TileField {
 
     // scratch: 18 floats per group
     TileField(const WeightView& w, bool zero, float* scratch)
-        : f_(zero ? w.p.zbits : w.p.sbits),
-          entries_(w, zero),
-          groups_(w.k / w.p.group),
+        : st_(w, zero, scratch),
+          f_(st_.f),
+          kind_(st_.kind),
           none_(_mm512_set1_ps(zero ? 0.0f : 1.0f)),
           fcodes_(_mm512_cvtepi32_ps(
               _mm512_and_si512(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                               _mm512_set1_epi32(int((1u << (f_ < 8 ? f_ : 8)) - 1u))))),
-          vals_(scratch),
-          ts_(scratch + 16 * groups_),
-          tz_(ts_ + groups_) {
-        kind_ = field_kind(f_);
+                               _mm512_set1_epi32(int((1u << (f_ < 8 ? f_ : 8)) - 1u))))) {
         if (kind_ == FieldKind::lookup) shift_per_ = f_ == 1 ? 3 : f_ == 2 ? 2 : 1;  // log2(8 / f)
     }
 
     // the row block of a tile (tiles of one block share every table entry)
-    uint64_t block_of(uint64_t tile) const { return entries_.block_of(tile); }
+    uint64_t block_of(uint64_t tile) const { return st_.block_of(tile); }
 
     void begin_block(uint64_t tile, bool luts) {
-        if (kind_ != FieldKind::lookup && kind_ != FieldKind::direct) return;
-        const uint64_t block = block_of(tile);
-        luts = luts && kind_ == FieldKind::lookup;
-        if (block == block_ && luts == luts_) return;
-        block_ = block;
-        luts_ = luts;
-        // the block's table entries of every group as floats: 16 at a time where they are
-        // consecutive in the table, else one by one
-        uint64_t idx = entries_.first_index(tile);
-        const uint32_t period = entries_.map().period;
-        uint64_t c = 0;
-        if (entries_.step() == 1)
-            for (; c + 16 <= groups_ && (!period || idx + 16 <= period); c += 16, idx += 16) {
-                __m512 ts, tz;
-                entries16(entries_.table() + 4 * idx, ts, tz);
-                _mm512_storeu_ps(ts_ + c, ts);
-                _mm512_storeu_ps(tz_ + c, tz);
-            }
-        entries_.scalar(idx, c, groups_, ts_, tz_);
-        if (luts_)
-            for (c = 0; c < groups_; ++c) _mm512_storeu_ps(vals_ + 16 * c, lookup_vector(c));
+        auto fill16 = [](const uint8_t* e, float* ts, float* tz) {
+            __m512 s, z;
+            entries16(e, s, z);
+            _mm512_storeu_ps(ts, s);
+            _mm512_storeu_ps(tz, z);
+        };
+        if (st_.begin(tile, luts, fill16))
+            for (uint64_t c = 0; c < st_.groups; ++c) _mm512_storeu_ps(st_.vals + 16 * c, lookup_vector(c));
     }
 
     // K: the kind when the caller knows it (the GEMV kernels specialised per kind pair: no switch
@@ -85,8 +68,8 @@ class TileField {
     LB_INLINE Group group(uint64_t c) const {
         const FieldKind kind = K == FieldKind::any ? kind_ : K;
         if (kind == FieldKind::lookup)
-            return {K == FieldKind::any && luts_ ? _mm512_loadu_ps(vals_ + 16 * c) : lookup_vector(c), none_};
-        if (kind == FieldKind::direct) return {_mm512_set1_ps(ts_[c]), _mm512_set1_ps(tz_[c])};
+            return {K == FieldKind::any && st_.luts ? _mm512_loadu_ps(st_.vals + 16 * c) : lookup_vector(c), none_};
+        if (kind == FieldKind::direct) return {_mm512_set1_ps(st_.ts[c]), _mm512_set1_ps(st_.tz[c])};
         return {none_, none_};
     }
 
@@ -124,18 +107,14 @@ class TileField {
 
  private:
     LB_INLINE __m512 lookup_vector(uint64_t c) const {
-        return field_value16(fcodes_, _mm512_set1_ps(ts_[c]), _mm512_set1_ps(tz_[c]));
+        return field_value16(fcodes_, _mm512_set1_ps(st_.ts[c]), _mm512_set1_ps(st_.tz[c]));
     }
 
-    FieldKind kind_;
-    uint32_t f_, shift_per_ = 0;
-    TileEntries entries_;
-    uint64_t groups_;
+    FieldState st_;
+    const uint32_t f_;
+    const FieldKind kind_;
+    uint32_t shift_per_ = 0;
     __m512 none_, fcodes_;  // fcodes_: the lookup's codes 0..15 masked to the field's width
-    float* vals_;           // lookup vectors of every group (GEMM)
-    float *ts_, *tz_;       // the table entry of each group
-    uint64_t block_ = ~uint64_t(0);
-    bool luts_ = false;
 };
 
 // codes of quad QI (0..7) of a 32-input block of a tile: 64 bytes, byte 4r + j = row r, input 4*QI + j
@@ -177,20 +156,10 @@ inline __m512i tile_isum(const uint8_t* blk, const int8_t* xb) {
     return _mm512_add_epi32(a, b);
 }
 
-// One call's shared state: the weight, its layout, the two meta fields.
-struct TileCall {
-    const TiledArgs& a;
-    const WeightView& w;
-    TiledLayout lay;
-    uint64_t groups, nblk;
-    TileField S, Z;
-    const uint8_t* pf_end;  // prefetches stop here (the end of this call's tiles)
-};
-
 // Rows of the R consecutive tiles [t, t + R) (one row block: they share table entries and
 // lookup vectors) for column j, into y.
 template <int BITS, int GK, int R, class M = AnyMeta>
-void tile_run(TileCall& k, uint64_t t, uint64_t j) {
+void tile_run(TileCall<TileField>& k, uint64_t t, uint64_t j) {
     constexpr FieldKind SK = M::SK, ZK = M::ZK;
     constexpr uint64_t blk_bytes = 64 * BITS;  // codes of 32 inputs of 16 rows
     const TiledArgs& a = k.a;
@@ -273,7 +242,7 @@ void tile_run(TileCall& k, uint64_t t, uint64_t j) {
 // thread read DRAM 10% slower than 3 (4-bit 4096x14336: 0.86-0.90 ms with runs of 1 tile,
 // 0.88-0.92 with 2, 1.00-1.03 with 4; the L3-resident case gains nothing from sharing there)
 template <int BITS, int GK, class M>
-void rg_gemv(TileCall& k, uint64_t t0, uint64_t t1) {
+void rg_gemv(TileCall<TileField>& k, uint64_t t0, uint64_t t1) {
     const bool raw = M::SK == FieldKind::raw || (M::SK == FieldKind::any && field_kind(k.w.p.sbits) == FieldKind::raw);
     const uint64_t max_run = raw ? 1 : 4;
     for (uint64_t t = t0; t < t1;) {
@@ -298,17 +267,7 @@ void rg_gemv(TileCall& k, uint64_t t0, uint64_t t1) {
 // GK: the group (8 or 16), or 32 for any multiple of 32
 template <int BITS, int GK>
 void rg_tiles_avx512(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) {
-    const WeightView& w = *a.w;
-    const uint64_t groups = w.k / w.p.group;
-    const TiledLayout lay = tiled_layout(w);
-    TileCall k{a,
-               w,
-               lay,
-               groups,
-               (w.k + 31) / 32,
-               TileField(w, false, scratch),
-               TileField(w, true, scratch + 18 * groups),
-               w.tiles + t1 * lay.tile_bytes};
+    TileCall<TileField> k(a, t1, scratch);
     if (a.ncols > 1) {
         // GEMM: one tile at a time, all columns; the lookup vectors are built once per row block
         for (uint64_t t = t0; t < t1; ++t) {
@@ -319,28 +278,7 @@ void rg_tiles_avx512(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratc
         return;
     }
     // GEMV: specialised per meta kind pair (tiles_common.h)
-    with_meta(w.p, [&](auto m) { rg_gemv<BITS, GK, decltype(m)>(k, t0, t1); });
-}
-
-template <int BITS>
-void rg_tiles_bits(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) {
-    const uint32_t g = a.w->p.group;
-    if (g == 8) return rg_tiles_avx512<BITS, 8>(a, t0, t1, scratch);
-    if (g == 16) return rg_tiles_avx512<BITS, 16>(a, t0, t1, scratch);
-    return rg_tiles_avx512<BITS, 32>(a, t0, t1, scratch);
-}
-
-void rg_tiles_dispatch(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) {
-    switch (a.w->p.bits) {
-        case 1:
-            return rg_tiles_bits<1>(a, t0, t1, scratch);
-        case 2:
-            return rg_tiles_bits<2>(a, t0, t1, scratch);
-        case 4:
-            return rg_tiles_bits<4>(a, t0, t1, scratch);
-        default:
-            return rg_tiles_bits<8>(a, t0, t1, scratch);
-    }
+    with_meta(k.w.p, [&](auto m) { rg_gemv<BITS, GK, decltype(m)>(k, t0, t1); });
 }
 
 // ---- sign weights: y = h * (total - 2 * sum over the set bits of xq * xd) ------------------
@@ -400,7 +338,9 @@ void sign_tiles(const TiledArgs& a, uint64_t t0, uint64_t t1) {
 
 void tiles_avx512(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) {
     if (a.w->type == Type::sign) return sign_tiles(a, t0, t1);
-    rg_tiles_dispatch(a, t0, t1, scratch);
+    with_code_shape(a.w->p, [&](auto bits, auto gk) {
+        rg_tiles_avx512<decltype(bits)::value, decltype(gk)::value>(a, t0, t1, scratch);
+    });
 }
 
 }  // namespace lb

@@ -72,46 +72,111 @@ void with_meta(const QParams& p, F&& f) {
     f(AnyMeta{});
 }
 
-// The table entries of one meta field (lookup or direct) for a row block: tiles whose first rows
-// share (row / rdiv) share every group's entry.
-class TileEntries {
+// f(BITS, GK) as integral constants for the code width (1, 2, 4, 8) and the group the kernels are
+// written for (8, 16, or 32 for any multiple of 32) of an rg weight
+template <class F>
+void with_code_shape(const QParams& p, F&& f) {
+    auto g = [&](auto bits) {
+        if (p.group == 8) return f(bits, std::integral_constant<int, 8>{});
+        if (p.group == 16) return f(bits, std::integral_constant<int, 16>{});
+        return f(bits, std::integral_constant<int, 32>{});
+    };
+    switch (p.bits) {
+        case 1:
+            return g(std::integral_constant<int, 1>{});
+        case 2:
+            return g(std::integral_constant<int, 2>{});
+        case 4:
+            return g(std::integral_constant<int, 4>{});
+        default:
+            return g(std::integral_constant<int, 8>{});
+    }
+}
+
+// What a tiled kernel keeps of one meta field (scale or zero), whatever its ISA: width, kind, and
+// the table entries of the current row block as floats in scratch (18 floats per group: 16
+// lookup values, then the entry's scale and zero for every group). Tiles whose first rows share
+// (row / rdiv) share every group's entry.
+class FieldState {
  public:
-    TileEntries(const WeightView& w, bool zero)
-        : map_(zero ? w.p.zmap : w.p.smap),
+    FieldState(const WeightView& w, bool zero, float* scratch)
+        : f(zero ? w.p.zbits : w.p.sbits),
+          kind(field_kind(f)),
+          groups(w.k / w.p.group),
+          vals(scratch),
+          ts(scratch + 16 * groups),
+          tz(ts + groups),
+          map_(zero ? w.p.zmap : w.p.smap),
           tab_(w.data + (zero ? w.lay.off_ztab : w.lay.off_stab)),
-          n_(w.n),
-          coded_(field_kind(zero ? w.p.zbits : w.p.sbits) == FieldKind::lookup ||
-                 field_kind(zero ? w.p.zbits : w.p.sbits) == FieldKind::direct) {}
+          n_(w.n) {}
 
     // the row block of a tile (0 for fields without a table)
     uint64_t block_of(uint64_t tile) const {
-        if (!coded_) return 0;
+        if (kind != FieldKind::lookup && kind != FieldKind::direct) return 0;
         return map_.rdiv >= n_ || map_.rstride == 0 ? 0 : tile * kTileRows / map_.rdiv;
     }
 
-    // entries of groups [c0, groups) of tile's block as floats into ts and tz; the entries from
-    // c0 on are consecutive in the table where step() == 1 and no wrap is in between (the
-    // AVX-512 kernels read those 16 at a time and call this for the rest)
-    uint64_t first_index(uint64_t tile) const { return map_.index(tile * kTileRows, 0); }
-    uint64_t step() const { return map_.period ? map_.cstride % map_.period : map_.cstride; }
-    const MetaMap& map() const { return map_; }
-    const uint8_t* table() const { return tab_; }
-    void scalar(uint64_t idx, uint64_t c0, uint64_t groups, float* ts, float* tz) const {
-        const uint64_t st = step();
-        for (uint64_t c = c0; c < groups; ++c) {
+    // Loads the entries of tile's row block into ts and tz unless they are there:
+    // fill16(entry bytes, ts, tz) (the ISA's reader of 16 consecutive entries) where the table
+    // has them consecutive, one by one elsewhere. Returns true when the caller must build every
+    // group's lookup values into vals (luts: asked for, GEMM's many columns, and not built yet).
+    template <class Fill16>
+    bool begin(uint64_t tile, bool want_luts, Fill16&& fill16) {
+        if (kind != FieldKind::lookup && kind != FieldKind::direct) return false;
+        const uint64_t block = block_of(tile);
+        want_luts = want_luts && kind == FieldKind::lookup;
+        if (block == block_ && want_luts == luts) return false;
+        block_ = block;
+        luts = want_luts;
+        uint64_t idx = map_.index(tile * kTileRows, 0);
+        const uint64_t step = map_.period ? map_.cstride % map_.period : map_.cstride;
+        uint64_t c = 0;
+        if (step == 1)
+            for (; c + 16 <= groups && (!map_.period || idx + 16 <= map_.period); c += 16, idx += 16)
+                fill16(tab_ + 4 * idx, ts + c, tz + c);
+        for (; c < groups; ++c) {
             if (map_.period && idx >= map_.period) idx -= map_.period;
             const uint8_t* e = tab_ + 4 * idx;
             ts[c] = _cvtsh_ss(uint16_t(e[0] | e[1] << 8));  // F16C: the software conversion
             tz[c] = _cvtsh_ss(uint16_t(e[2] | e[3] << 8));  // made AVX2 q2_g8 GEMV 15% slower
-            idx += st;
+            idx += step;
         }
+        return luts;
     }
+
+    const uint32_t f;
+    const FieldKind kind;
+    const uint64_t groups;
+    float* const vals;     // lookup values of every group (GEMM)
+    float *const ts, *tz;  // the table entry of each group
+    bool luts = false;     // vals holds the current block's lookup values
 
  private:
     MetaMap map_;
     const uint8_t* tab_;
     uint64_t n_;
-    bool coded_;
+    uint64_t block_ = ~uint64_t(0);
+};
+
+// One call's shared state, with the ISA's meta field type: the weight, its layout, the two fields
+// (their scratch: 18 floats per group each).
+template <class Field>
+struct TileCall {
+    TileCall(const TiledArgs& args, uint64_t t1, float* scratch)
+        : a(args),
+          w(*args.w),
+          lay(tiled_layout(w)),
+          groups(w.k / w.p.group),
+          nblk((w.k + 31) / 32),
+          S(w, false, scratch),
+          Z(w, true, scratch + 18 * groups),
+          pf_end(w.tiles + t1 * lay.tile_bytes) {}
+    const TiledArgs& a;
+    const WeightView& w;
+    const TiledLayout lay;
+    const uint64_t groups, nblk;
+    Field S, Z;
+    const uint8_t* const pf_end;  // prefetches stop here (the end of this call's tiles)
 };
 
 // Software prefetch for a run of R tiles read block by block (the hardware prefetchers alone
