@@ -77,12 +77,19 @@ TEST_CASE("thread pool: grain, nested calls run inline, workers really run") {
             pool.parallel_for(5, [&](uint64_t b2, uint64_t e2, int) { total += long(e2 - b2); });
     });
     CHECK(total.load() == 30);
-    // with slow tasks, more than one thread takes part
+    // more than one thread takes part: a range waits (2 s at most) until another thread has taken
+    // one (a fixed amount of work per range failed on a loaded machine, where waking a worker can
+    // take longer than the caller needs for every range)
     std::atomic<int> seen_mask{0};
     pool.parallel_for(64, [&](uint64_t, uint64_t, int th) {
         seen_mask |= 1 << th;
-        volatile double x = 0;
-        for (int i = 0; i < 200000; ++i) x = x + 1.0;
+        const auto t0 = std::chrono::steady_clock::now();
+        auto one_thread = [&] {
+            const int m = seen_mask.load();
+            return (m & (m - 1)) == 0;
+        };
+        while (one_thread() && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(2))
+            std::this_thread::yield();
     });
     CHECK(seen_mask.load() != 1);
 }
