@@ -375,7 +375,7 @@ float a0_scale_avx2(const uint16_t* s, const uint16_t* z, bool code_zero, const 
 }
 
 // NR rows of one class: xs = s x is made once per 8 columns and added into each row's lanes
-// under that row's code byte (lane masks by comparing with each lane's bit)
+// under that row's code byte (the byte's bits moved to the lanes' sign bits)
 template <int NR>
 static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
                            const uint8_t* codes, uint64_t code_stride, float* y, uint64_t ystride, const uint8_t* next,
@@ -383,7 +383,9 @@ static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero,
     // the next class, a slice per step (one prefetch burst would flush this class out of L1)
     const uint64_t steps = (k + 7) / 8;
     const uint64_t pf_step = next ? ((next_bytes + steps - 1) / steps + 63) & ~uint64_t(63) : 0;
-    const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    // bit l of a byte broadcast to every byte: shifting lane l left by 7 - l moves the byte's bit
+    // l (at bit 24 + l, from the top byte) to the sign, which blendv reads
+    const __m256i to_sign = _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0);
     __m256 acc[NR], bacc = _mm256_setzero_ps();
     for (int t = 0; t < NR; ++t) acc[t] = _mm256_setzero_ps();
     uint64_t i = 0;
@@ -392,8 +394,8 @@ static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero,
         for (uint64_t q = i / 8 * pf_step, qe = std::min(q + pf_step, next_bytes); q < qe; q += 64)
             _mm_prefetch(reinterpret_cast<const char*>(next + q), _MM_HINT_T0);
         for (int t = 0; t < NR; ++t) {
-            const __m256i b = _mm256_and_si256(_mm256_set1_epi32(codes[t * code_stride + i / 8]), lane_bit);
-            acc[t] = _mm256_add_ps(acc[t], _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(b, lane_bit)), xs));
+            const __m256i b = _mm256_sllv_epi32(_mm256_set1_epi8(char(codes[t * code_stride + i / 8])), to_sign);
+            acc[t] = _mm256_add_ps(acc[t], _mm256_blendv_ps(_mm256_setzero_ps(), xs, _mm256_castsi256_ps(b)));
         }
     }
     float bias = hsum(bacc), tail[NR] = {};
