@@ -380,9 +380,8 @@ template <int NR>
 static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
                            const uint8_t* codes, uint64_t code_stride, float* y, uint64_t ystride, const uint8_t* next,
                            uint64_t next_bytes) {
-    // the next class, a slice per step (one prefetch burst would flush this class out of L1)
-    const uint64_t steps = (k + 7) / 8;
-    const uint64_t pf_step = next ? ((next_bytes + steps - 1) / steps + 63) & ~uint64_t(63) : 0;
+    // the next class, a slice per step
+    const SlicePrefetch pf(next, next_bytes, (k + 7) / 8);
     // bit l of a byte broadcast to every byte: shifting lane l left by 7 - l moves the byte's bit
     // l (at bit 24 + l, from the top byte) to the sign, which blendv reads
     const __m256i to_sign = _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0);
@@ -391,8 +390,7 @@ static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero,
     uint64_t i = 0;
     for (; i + 8 <= k; i += 8) {
         const __m256 xs = a0_step(s, z, code_zero, x, i, bacc);
-        for (uint64_t q = i / 8 * pf_step, qe = std::min(q + pf_step, next_bytes); q < qe; q += 64)
-            _mm_prefetch(reinterpret_cast<const char*>(next + q), _MM_HINT_T0);
+        pf.at(i / 8);
         for (int t = 0; t < NR; ++t) {
             const __m256i b = _mm256_sllv_epi32(_mm256_set1_epi8(char(codes[t * code_stride + i / 8])), to_sign);
             acc[t] = _mm256_add_ps(acc[t], _mm256_blendv_ps(_mm256_setzero_ps(), xs, _mm256_castsi256_ps(b)));

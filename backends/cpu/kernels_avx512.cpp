@@ -466,16 +466,14 @@ template <int NR>
 static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
                            const uint8_t* codes, uint64_t code_stride, float* y, uint64_t ystride, const uint8_t* next,
                            uint64_t next_bytes) {
-    // the next class, a slice per step (one prefetch burst would flush this class out of L1)
-    const uint64_t steps = (k + 15) / 16;
-    const uint64_t pf_step = next ? ((next_bytes + steps - 1) / steps + 63) & ~uint64_t(63) : 0;
+    // the next class, a slice per step
+    const SlicePrefetch pf(next, next_bytes, (k + 15) / 16);
     __m512 acc[NR], bacc = _mm512_setzero_ps();
 #pragma GCC unroll 8
     for (int t = 0; t < NR; ++t) acc[t] = _mm512_setzero_ps();
     for (uint64_t i = 0; i < k; i += 16) {
         const __m512 xs = a0_step(s, z, code_zero, x, i, tail_mask16(i, k), bacc);
-        for (uint64_t q = i / 16 * pf_step, qe = std::min(q + pf_step, next_bytes); q < qe; q += 64)
-            _mm_prefetch(reinterpret_cast<const char*>(next + q), _MM_HINT_T0);
+        pf.at(i / 16);
         const uint8_t* c = codes + i / 8;
 #pragma GCC unroll 8
         for (int t = 0; t < NR; ++t) {  // codes past k are zero (rows are padded with zero codes)

@@ -434,17 +434,15 @@ template <int NR>
 static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
                            const uint8_t* codes, uint64_t code_stride, float* y, uint64_t ystride, const uint8_t* next,
                            uint64_t next_bytes) {
-    // the next class, a slice per step (one prefetch burst would flush this class out of L1)
-    const uint64_t steps = (k + 3) / 4;
-    const uint64_t pf_step = next ? ((next_bytes + steps - 1) / steps + 63) & ~uint64_t(63) : 0;
+    // the next class, a slice per step
+    const SlicePrefetch pf(next, next_bytes, (k + 3) / 4);
     const uint32x4_t lane_bit = {1, 2, 4, 8};
     float32x4_t acc[NR], bacc = vdupq_n_f32(0);
     for (int t = 0; t < NR; ++t) acc[t] = vdupq_n_f32(0);
     uint64_t i = 0;
     for (; i + 4 <= k; i += 4) {
         const uint32x4_t xs = vreinterpretq_u32_f32(a0_step(s, z, code_zero, x, i, bacc));
-        for (uint64_t q = i / 4 * pf_step, qe = std::min(q + pf_step, next_bytes); q < qe; q += 64)
-            __builtin_prefetch(next + q);
+        pf.at(i / 4);
         for (int t = 0; t < NR; ++t) {
             const uint32x4_t m = vtstq_u32(vdupq_n_u32(uint32_t(codes[t * code_stride + i / 8] >> (i & 4))), lane_bit);
             acc[t] = vaddq_f32(acc[t], vreinterpretq_f32_u32(vandq_u32(m, xs)));

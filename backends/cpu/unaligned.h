@@ -1,7 +1,7 @@
 // unaligned.h: small helpers for the kernels of every ISA: loads of little-endian words from byte
-// pointers of any alignment (a fixed-size memcpy compiles to one load), and the split of a count
-// into blocks of a compile-time size. Internal linkage: the ISA files are compiled with different
-// instruction sets.
+// pointers of any alignment (a fixed-size memcpy compiles to one load), the split of a count
+// into blocks of a compile-time size, and a prefetch spread over the steps of a pass. Internal linkage: the ISA files
+// are compiled with different instruction sets.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -46,5 +46,22 @@ static inline void blocks_of_8(uint64_t m, F&& block) {
             return;
     }
 }
+
+// Prefetches `bytes` from `p` (nullptr: nothing) a slice per step over `steps` steps of a pass
+// (the a0 kernels: the next class while reading this one; one burst would flush this class
+// out of L1). at(i): the slice of step i.
+class SlicePrefetch {
+ public:
+    SlicePrefetch(const uint8_t* p, uint64_t bytes, uint64_t steps)
+        : p_(p), bytes_(p ? bytes : 0), slice_(p && steps ? ((bytes + steps - 1) / steps + 63) & ~uint64_t(63) : 0) {}
+    void at(uint64_t i) const {
+        const uint64_t e = (i + 1) * slice_ < bytes_ ? (i + 1) * slice_ : bytes_;
+        for (uint64_t q = i * slice_; q < e; q += 64) __builtin_prefetch(p_ + q, 0, 3);
+    }
+
+ private:
+    const uint8_t* p_;
+    uint64_t bytes_, slice_;
+};
 
 }  // namespace lb
