@@ -381,7 +381,7 @@ static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero,
                            const uint8_t* codes, uint64_t code_stride, float* y, uint64_t ystride, const uint8_t* next,
                            uint64_t next_bytes) {
     // the next class, a slice per step
-    const SlicePrefetch pf(next, next_bytes, (k + 7) / 8);
+    SlicePrefetch pf(next, next_bytes, (k + 7) / 8);
     // bit l of a byte broadcast to every byte: shifting lane l left by 7 - l moves the byte's bit
     // l (at bit 24 + l, from the top byte) to the sign, which blendv reads
     const __m256i to_sign = _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0);
@@ -390,7 +390,7 @@ static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero,
     uint64_t i = 0;
     for (; i + 8 <= k; i += 8) {
         const __m256 xs = a0_step(s, z, code_zero, x, i, bacc);
-        pf.at(i / 8);
+        pf.step();
         for (int t = 0; t < NR; ++t) {
             const __m256i b = _mm256_sllv_epi32(_mm256_set1_epi8(char(codes[t * code_stride + i / 8])), to_sign);
             acc[t] = _mm256_add_ps(acc[t], _mm256_blendv_ps(_mm256_setzero_ps(), xs, _mm256_castsi256_ps(b)));

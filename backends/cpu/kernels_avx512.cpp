@@ -461,27 +461,31 @@ float a0_scale_avx512(const uint16_t* s, const uint16_t* z, bool code_zero, cons
 }
 
 // NR rows of one class: xs = s x is made once per 16 columns and added into each row's lanes
-// under that row's 16 code bits (one masked add per row)
-template <int NR>
-static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
-                           const uint8_t* codes, uint64_t code_stride, float* y, uint64_t ystride, const uint8_t* next,
-                           uint64_t next_bytes) {
+// under that row's 16 code bits (one masked add per row); whole steps unmasked, the tail step
+// masked
+template <int NR, bool CODE_ZERO>
+static void a0_bits1_block(const uint16_t* s, const uint16_t* z, const float* x, uint64_t k, const uint8_t* codes,
+                           uint64_t code_stride, float* y, uint64_t ystride, const uint8_t* next, uint64_t next_bytes) {
     // the next class, a slice per step
-    const SlicePrefetch pf(next, next_bytes, (k + 15) / 16);
+    SlicePrefetch pf(next, next_bytes, (k + 15) / 16);
     __m512 acc[NR], bacc = _mm512_setzero_ps();
 #pragma GCC unroll 8
     for (int t = 0; t < NR; ++t) acc[t] = _mm512_setzero_ps();
-    for (uint64_t i = 0; i < k; i += 16) {
-        const __m512 xs = a0_step(s, z, code_zero, x, i, tail_mask16(i, k), bacc);
-        pf.at(i / 16);
+    auto rows = [&](uint64_t i, __m512 xs) {
         const uint8_t* c = codes + i / 8;
 #pragma GCC unroll 8
         for (int t = 0; t < NR; ++t) {  // codes past k are zero (rows are padded with zero codes)
-            uint16_t bits;
-            std::memcpy(&bits, c + t * code_stride, 2);
-            acc[t] = _mm512_mask_add_ps(acc[t], __mmask16(bits), acc[t], xs);
+            __mmask16 bits;
+            asm("kmovw %1, %0" : "=k"(bits) : "m"(*reinterpret_cast<const uint16_t*>(c + t * code_stride)));
+            acc[t] = _mm512_mask_add_ps(acc[t], bits, acc[t], xs);
         }
+    };
+    const uint64_t kw = k & ~uint64_t(15);
+    for (uint64_t i = 0; i < kw; i += 16) {
+        rows(i, a0_step(s, z, CODE_ZERO, x, i, __mmask16(0xffff), bacc));
+        pf.step();
     }
+    if (kw < k) rows(kw, a0_step(s, z, CODE_ZERO, x, kw, tail_mask16(kw, k), bacc));
     const float bias = hsum(bacc);
 #pragma GCC unroll 8
     for (int t = 0; t < NR; ++t) y[t * ystride] = hsum(acc[t]) + bias;
@@ -491,8 +495,13 @@ void a0_bits1_avx512(const uint16_t* s, const uint16_t* z, bool code_zero, const
                      const uint8_t* codes, uint64_t code_stride, uint64_t nrows, float* y, uint64_t ystride,
                      const uint8_t* next, uint64_t next_bytes) {
     blocks_of_8(nrows, [&](auto c, uint64_t t) {
-        a0_bits1_block<decltype(c)::value>(s, z, code_zero, x, k, codes + t * code_stride, code_stride, y + t * ystride,
-                                           ystride, t == 0 ? next : nullptr, next_bytes);
+        constexpr int NR = decltype(c)::value;
+        const uint8_t* ct = codes + t * code_stride;
+        const uint8_t* nt = t == 0 ? next : nullptr;
+        if (code_zero)
+            a0_bits1_block<NR, true>(s, z, x, k, ct, code_stride, y + t * ystride, ystride, nt, next_bytes);
+        else
+            a0_bits1_block<NR, false>(s, z, x, k, ct, code_stride, y + t * ystride, ystride, nt, next_bytes);
     });
 }
 

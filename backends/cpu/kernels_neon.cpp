@@ -435,14 +435,14 @@ static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero,
                            const uint8_t* codes, uint64_t code_stride, float* y, uint64_t ystride, const uint8_t* next,
                            uint64_t next_bytes) {
     // the next class, a slice per step
-    const SlicePrefetch pf(next, next_bytes, (k + 3) / 4);
+    SlicePrefetch pf(next, next_bytes, (k + 3) / 4);
     const uint32x4_t lane_bit = {1, 2, 4, 8};
     float32x4_t acc[NR], bacc = vdupq_n_f32(0);
     for (int t = 0; t < NR; ++t) acc[t] = vdupq_n_f32(0);
     uint64_t i = 0;
     for (; i + 4 <= k; i += 4) {
         const uint32x4_t xs = vreinterpretq_u32_f32(a0_step(s, z, code_zero, x, i, bacc));
-        pf.at(i / 4);
+        pf.step();
         for (int t = 0; t < NR; ++t) {
             const uint32x4_t m = vtstq_u32(vdupq_n_u32(uint32_t(codes[t * code_stride + i / 8] >> (i & 4))), lane_bit);
             acc[t] = vaddq_f32(acc[t], vreinterpretq_f32_u32(vandq_u32(m, xs)));

@@ -47,21 +47,24 @@ static inline void blocks_of_8(uint64_t m, F&& block) {
     }
 }
 
-// Prefetches `bytes` from `p` (nullptr: nothing) a slice per step over `steps` steps of a pass
-// (the a0 kernels: the next class while reading this one; one burst would flush this class
-// out of L1). at(i): the slice of step i.
+// Prefetches `bytes` from `p` (nullptr: nothing) evenly over `steps` steps of a pass (the a0
+// kernels: the next class while reading this one; one burst would flush this class out of L1,
+// and whole lines per step would end the stream early and leave the memory idle for the rest
+// of the pass). step(): the lines up to the step's share, ceil(bytes / steps) more bytes.
 class SlicePrefetch {
  public:
     SlicePrefetch(const uint8_t* p, uint64_t bytes, uint64_t steps)
-        : p_(p), bytes_(p ? bytes : 0), slice_(p && steps ? ((bytes + steps - 1) / steps + 63) & ~uint64_t(63) : 0) {}
-    void at(uint64_t i) const {
-        const uint64_t e = (i + 1) * slice_ < bytes_ ? (i + 1) * slice_ : bytes_;
-        for (uint64_t q = i * slice_; q < e; q += 64) __builtin_prefetch(p_ + q, 0, 3);
+        : q_(p), lim_(p), end_(p ? p + bytes : nullptr), inc_(p && steps ? (bytes + steps - 1) / steps : 0) {}
+    void step() {
+        lim_ += inc_;
+        for (; q_ < lim_ && q_ < end_; q_ += 64) __builtin_prefetch(q_, 0, 3);
     }
 
  private:
-    const uint8_t* p_;
-    uint64_t bytes_, slice_;
+    const uint8_t* q_;
+    const uint8_t* lim_;
+    const uint8_t* end_;
+    uint64_t inc_;
 };
 
 }  // namespace lb
