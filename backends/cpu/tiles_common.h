@@ -181,7 +181,9 @@ struct TileCall {
 
 // Software prefetch for a run of R tiles read block by block (the hardware prefetchers alone
 // left a DRAM-resident GEMV at about half the read bandwidth), during column 0 (the one that
-// reads the tiles first): the R tiles after the run into L2, spread over its nblk blocks, and
+// reads the tiles first): the R tiles after the run into L2, spread evenly over its nblk blocks
+// (each block's share rounded up by one to two lines reached a third into the run after, which
+// the next run prefetches again: wasted prefetches, measured slower from DRAM), and
 // the run's own codes a few blocks ahead into L1 (the first run of a range was not prefetched
 // by an earlier one; for the others this moves lines from L2 to L1 ahead of their use).
 template <int R>
@@ -191,16 +193,16 @@ class RunPrefetch {
                 bool on)
         : tiles_(tiles),
           next_(tiles[0] + R * tile_bytes),
-          step_((R * tile_bytes / nblk + 127) & ~uint64_t(63)),
+          step_((R * tile_bytes + nblk - 1) / nblk),
           blk_bytes_(blk_bytes),
           ahead_(blk_bytes * ((1024 + blk_bytes - 1) / blk_bytes)),
           end_(end),
           on_(on) {}
     LB_INLINE void at(uint64_t b) const {
         if (!on_) return;
-        const uint8_t* p = next_ + b * step_;
-        for (uint64_t i = 0; i < step_ && p + i < end_; i += 64)
-            _mm_prefetch(reinterpret_cast<const char*>(p + i), _MM_HINT_T1);
+        const uint8_t* hi = next_ + (((b + 1) * step_) & ~uint64_t(63));
+        for (const uint8_t* p = next_ + ((b * step_) & ~uint64_t(63)); p < hi && p < end_; p += 64)
+            _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T1);
         for (int r = 0; r < R; ++r)
             for (uint64_t i = 0; i < blk_bytes_; i += 64)
                 _mm_prefetch(reinterpret_cast<const char*>(tiles_[r] + b * blk_bytes_ + ahead_ + i), _MM_HINT_T0);
