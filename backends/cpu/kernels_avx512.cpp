@@ -475,7 +475,7 @@ static void a0_bits1_block(const uint16_t* s, const uint16_t* z, const float* x,
         const uint8_t* c = codes + i / 8;
 #pragma GCC unroll 8
         for (int t = 0; t < NR; ++t) {  // codes past k are zero (rows are padded with zero codes)
-            __mmask16 bits;
+            __mmask16 bits;             // kmovw from memory: GCC loads through a general register (two ops)
             asm("kmovw %1, %0" : "=k"(bits) : "m"(*reinterpret_cast<const uint16_t*>(c + t * code_stride)));
             acc[t] = _mm512_mask_add_ps(acc[t], bits, acc[t], xs);
         }
