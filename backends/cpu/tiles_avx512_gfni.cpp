@@ -236,31 +236,28 @@ void tile_run(TileCall<TileField>& k, uint64_t t, uint64_t j) {
     }
 }
 
-// GEMV: up to 4 tiles of one row block at a time, sharing the group's decoded table entry and
-// the activation loads. One tile at a time where the scales are raw f16 (HQQ, GGUF): each tile
-// of a run is three streams (codes, f16 scales, f16 zeros), and 12 concurrent streams per
-// thread read DRAM 10% slower than 3 (4-bit 4096x14336: 0.86-0.90 ms with runs of 1 tile,
-// 0.88-0.92 with 2, 1.00-1.03 with 4; the L3-resident case gains nothing from sharing there)
+// GEMV: two tiles of one row block at a time, sharing the group's decoded table entry and the
+// activation loads; one where the scales are raw f16 (HQQ, GGUF). Each tile of a run is three
+// streams (codes, scales, zeros), and more concurrent streams per thread read DRAM slower:
+// 4096x14336, DRAM (3 interleaved rounds, low-bandwidth state), runs of 4 / 2 / 1 tiles:
+// q4_g32 0.81-0.86 / 0.70-0.72 / 0.67 ms, q2_g32 0.39-0.41 / 0.34-0.36 / 0.34-0.35 ms,
+// q2_g8 0.48-0.49 / 0.48-0.52 / 0.62-0.64 ms (its 16-entry lookups are worth sharing);
+// L3-resident q2_g32 0.22-0.31 / 0.24-0.25 / 0.30-0.31 ms; LLaMA-2-7B q2_g32 decode 76-79% /
+// 83% / 83-87% of the bandwidth ceiling. Raw f16 scales, 4-bit: 0.86-0.90 ms with runs of 1,
+// 0.88-0.92 with 2, 1.00-1.03 with 4 (the L3-resident case gains nothing from sharing there).
 template <int BITS, int GK, class M>
 void rg_gemv(TileCall<TileField>& k, uint64_t t0, uint64_t t1) {
     const bool raw = M::SK == FieldKind::raw || (M::SK == FieldKind::any && field_kind(k.w.p.sbits) == FieldKind::raw);
-    const uint64_t max_run = raw ? 1 : 4;
     for (uint64_t t = t0; t < t1;) {
-        uint64_t run = std::min<uint64_t>(max_run, t1 - t);
-        while (run > 1 &&
-               (k.S.block_of(t + run - 1) != k.S.block_of(t) || k.Z.block_of(t + run - 1) != k.Z.block_of(t)))
-            --run;
+        const bool two =
+            !raw && t + 1 < t1 && k.S.block_of(t + 1) == k.S.block_of(t) && k.Z.block_of(t + 1) == k.Z.block_of(t);
         k.S.begin_block(t, false);
         k.Z.begin_block(t, false);
-        if (run == 4) {
-            tile_run<BITS, GK, 4, M>(k, t, 0);
-        } else if (run >= 2) {
+        if (two)
             tile_run<BITS, GK, 2, M>(k, t, 0);
-            run = 2;
-        } else {
+        else
             tile_run<BITS, GK, 1, M>(k, t, 0);
-        }
-        t += run;
+        t += two ? 2 : 1;
     }
 }
 
@@ -320,12 +317,10 @@ void sign_tiles(const TiledArgs& a, uint64_t t0, uint64_t t1) {
             for (uint64_t j = 0; j < a.ncols; ++j) sign_run<1>(a, lay, end, t, j);
         return;
     }
-    for (uint64_t t = t0; t < t1;) {  // GEMV: 4 tiles at a time share the activation loads
-        const uint64_t left = t1 - t;
-        if (left >= 4) {
-            sign_run<4>(a, lay, end, t, 0);
-            t += 4;
-        } else if (left >= 2) {
+    // GEMV: two tiles at a time share the activation loads (4096x14336 L3-resident: 0.118 ms one
+    // at a time, 0.091 two, 0.088-0.094 four; from DRAM the three are equal)
+    for (uint64_t t = t0; t < t1;) {
+        if (t + 1 < t1) {
             sign_run<2>(a, lay, end, t, 0);
             t += 2;
         } else {
