@@ -130,6 +130,13 @@ struct TiledArgs {
     float* y;
 };
 
+// The code bit of row t < nrows, input i, in unit-interleaved 1-bit codes (CpuKernels::a0_bits1):
+// unit i / 16 holds 2 bytes per row, row t's at 2 * (unit * nrows + t), input i at bit i % 8 of
+// its (i / 8) % 2-th byte.
+inline uint32_t a0_bit(const uint8_t* codes, uint64_t nrows, uint64_t t, uint64_t i) {
+    return codes[2 * ((i / 16) * nrows + t) + (i / 8) % 2] >> (i % 8) & 1u;
+}
+
 // An ISA provides these; the matmul driver (backends/cpu/matmul.cpp) is shared by all ISAs.
 struct CpuKernels {
     const char* isa;
@@ -158,13 +165,14 @@ struct CpuKernels {
     // a0 with decoded meta (backends/cpu/tiled.h): xs[i] = s[i] * x[i] and returns the bias
     // sum_i m[i] * x[i], m = -(z * s) (code_zero) or -z, from one class's f16 scales and zeros
     float (*a0_scale)(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k, float* xs);
-    // a0 with 1-bit codes, one class in float (no activation quantization): for rows t < nrows
-    // (codes + t * code_stride, bit i % 8 of byte i / 8), y[t * ystride] = sum over the set bits
-    // of s[i] x[i] plus the bias of a0_scale. The optimized ones prefetch next_bytes from next
-    // (the next class) spread over the pass.
+    // a0 with 1-bit codes, one class in float (no activation quantization): for rows t < nrows,
+    // y[t * ystride] = sum over the set bits of s[i] x[i] plus the bias of a0_scale. The codes
+    // are unit-interleaved (a0_bit): per unit of 16 inputs, the nrows rows' 2 code bytes, so one
+    // step of a kernel reads its rows' bits from one place. The optimized ones prefetch
+    // next_bytes from next (the next class) spread over the pass.
     void (*a0_bits1)(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
-                     const uint8_t* codes, uint64_t code_stride, uint64_t nrows, float* y, uint64_t ystride,
-                     const uint8_t* next, uint64_t next_bytes);
+                     const uint8_t* codes, uint64_t nrows, float* y, uint64_t ystride, const uint8_t* next,
+                     uint64_t next_bytes);
     // y[i] = e^(scale * x[i] - shift), returns the sum of y (softmax rows); the optimized ones use
     // swiglu's polynomial e^t
     float (*exp_sum)(const float* x, float scale, float shift, float* y, uint64_t n);
@@ -195,7 +203,7 @@ CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint
                         float (*exp_sum)(const float*, float, float, float*, uint64_t),
                         float (*a0_scale)(const uint16_t*, const uint16_t*, bool, const float*, uint64_t, float*),
                         void (*a0_bits1)(const uint16_t*, const uint16_t*, bool, const float*, uint64_t, const uint8_t*,
-                                         uint64_t, uint64_t, float*, uint64_t, const uint8_t*, uint64_t));
+                                         uint64_t, float*, uint64_t, const uint8_t*, uint64_t));
 
 const CpuKernels& kernels_ref();
 

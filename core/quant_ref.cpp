@@ -295,18 +295,17 @@ static float a0_scale_scalar(const uint16_t* s, const uint16_t* z, bool code_zer
 }
 
 static void a0_bits1_scalar(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
-                            const uint8_t* codes, uint64_t code_stride, uint64_t nrows, float* y, uint64_t ystride,
-                            const uint8_t*, uint64_t) {
+                            const uint8_t* codes, uint64_t nrows, float* y, uint64_t ystride, const uint8_t*,
+                            uint64_t) {
     float bias = 0;
     for (uint64_t i = 0; i < k; ++i) {
         const float si = f16_to_f32(s[i]), zi = f16_to_f32(z[i]);
         bias += (code_zero ? -(zi * si) : -zi) * x[i];
     }
     for (uint64_t t = 0; t < nrows; ++t) {
-        const uint8_t* bits = codes + t * code_stride;
         float acc = 0;
         for (uint64_t i = 0; i < k; ++i)
-            if (bits[i >> 3] >> (i & 7) & 1) acc += f16_to_f32(s[i]) * x[i];
+            if (a0_bit(codes, nrows, t, i)) acc += f16_to_f32(s[i]) * x[i];
         y[t * ystride] = acc + bias;
     }
 }
@@ -346,7 +345,7 @@ CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint
                         float (*exp_sum)(const float*, float, float, float*, uint64_t),
                         float (*a0_scale)(const uint16_t*, const uint16_t*, bool, const float*, uint64_t, float*),
                         void (*a0_bits1)(const uint16_t*, const uint16_t*, bool, const float*, uint64_t, const uint8_t*,
-                                         uint64_t, uint64_t, float*, uint64_t, const uint8_t*, uint64_t)) {
+                                         uint64_t, float*, uint64_t, const uint8_t*, uint64_t)) {
     CpuKernels k{};
     k.isa = isa;
     k.quantize_act = quantize_act;

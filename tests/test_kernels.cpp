@@ -466,32 +466,51 @@ TEST_CASE("a0_scale and a0_bits1 equal the reference for every length, row count
             z[i] = f32_to_f16(float(rng.next() % 16));
         }
         const std::vector<float> x = randvec(k, k + 1);
-        const uint64_t kp = (k + 31) / 32 * 32, stride = kp / 8 + 3;  // code rows padded with zero codes
-        std::vector<uint8_t> codes(11 * stride, 0);
-        for (uint64_t t = 0; t < 11; ++t)
-            for (uint64_t i = 0; i < k; ++i)
-                if (rng.next() & 1) codes[t * stride + i / 8] |= uint8_t(1u << (i % 8));
+        std::vector<uint8_t> bit(11 * k);  // row t, input i at t * k + i
+        for (auto& b : bit) b = uint8_t(rng.next() & 1);
+        // the first nrows rows unit-interleaved (core/quant.h a0_bit), codes past k zero
+        auto interleave = [&](uint64_t nrows) {
+            const uint64_t units = (k + 31) / 32 * 2;  // 1-bit rows are padded to 32 inputs
+            std::vector<uint8_t> c(2 * units * nrows + 3, 0);
+            for (uint64_t t = 0; t < nrows; ++t)
+                for (uint64_t i = 0; i < k; ++i)
+                    c[2 * ((i / 16) * nrows + t) + (i / 8) % 2] |= uint8_t(bit[t * k + i] << (i % 8));
+            return c;
+        };
         for (bool code_zero : {true, false}) {
-            double mag = 0;  // sum |s x| + |m x|: the rounding scale
+            double mag = 0, bias64 = 0;  // sum |s x| + |m x|: the rounding scale
             for (uint64_t i = 0; i < k; ++i) {
                 const double si = f16_to_f32(s[i]), zi = f16_to_f32(z[i]);
                 mag += std::fabs(si * x[i]) + std::fabs((code_zero ? zi * si : zi) * x[i]);
+                bias64 -= (code_zero ? zi * si : zi) * x[i];
             }
-            std::vector<float> want_xs(k), want_y(2 * 11);
+            std::vector<float> want_xs(k);
             const float want_bias = ref.a0_scale(s.data(), z.data(), code_zero, x.data(), k, want_xs.data());
-            ref.a0_bits1(s.data(), z.data(), code_zero, x.data(), k, codes.data(), stride, 11, want_y.data(), 2,
-                         nullptr, 0);
-            for (const CpuKernels* t : kernels_available()) {
-                INFO("isa " << std::string(t->isa) << " k " << k << " code_zero " << code_zero);
-                std::vector<float> xs(k + 1, 12345.0f);
-                const float bias = t->a0_scale(s.data(), z.data(), code_zero, x.data(), k, xs.data());
-                CHECK(std::fabs(bias - want_bias) <= 1e-6 * mag);
-                CHECK(std::memcmp(xs.data(), want_xs.data(), 4 * k) == 0);  // one product each
-                CHECK(xs[k] == 12345.0f);
-                for (uint64_t nrows : {1ull, 7ull, 8ull, 11ull}) {
+            CHECK(std::fabs(want_bias - bias64) <= 1e-6 * mag);
+            for (uint64_t nrows : {1ull, 7ull, 8ull, 11ull}) {
+                const std::vector<uint8_t> codes = interleave(nrows);
+                std::vector<float> want_y(2 * nrows);
+                ref.a0_bits1(s.data(), z.data(), code_zero, x.data(), k, codes.data(), nrows, want_y.data(), 2, nullptr,
+                             0);
+                int ref_bad = 0;  // the reference against the bit matrix, in double
+                for (uint64_t t = 0; t < nrows; ++t) {
+                    double y = bias64;
+                    for (uint64_t i = 0; i < k; ++i)
+                        if (bit[t * k + i]) y += double(f16_to_f32(s[i])) * x[i];
+                    ref_bad += !(std::fabs(want_y[2 * t] - y) <= 1e-6 * mag);
+                }
+                CHECK(ref_bad == 0);
+                for (const CpuKernels* t : kernels_available()) {
+                    INFO("isa " << std::string(t->isa) << " k " << k << " code_zero " << code_zero << " nrows "
+                                << nrows);
+                    std::vector<float> xs(k + 1, 12345.0f);
+                    const float bias = t->a0_scale(s.data(), z.data(), code_zero, x.data(), k, xs.data());
+                    CHECK(std::fabs(bias - want_bias) <= 1e-6 * mag);
+                    CHECK(std::memcmp(xs.data(), want_xs.data(), 4 * k) == 0);  // one product each
+                    CHECK(xs[k] == 12345.0f);
                     std::vector<float> y(2 * nrows, 12345.0f);
                     // with a prefetch of some memory (it must not change anything)
-                    t->a0_bits1(s.data(), z.data(), code_zero, x.data(), k, codes.data(), stride, nrows, y.data(), 2,
+                    t->a0_bits1(s.data(), z.data(), code_zero, x.data(), k, codes.data(), nrows, y.data(), 2,
                                 codes.data(), codes.size());
                     int bad = 0;
                     for (uint64_t r = 0; r < nrows; ++r)
@@ -533,9 +552,17 @@ TEST_CASE(
                     const float z = decode_field_ref(m.zrow, m.ztab, p.zbits, p.zmap, r, i, 0.0f);
                     bad += f16_to_f32(s16[i]) != s || f16_to_f32(z16[i]) != z;
                 }
-                for (uint64_t g = 0; g < p.group; ++g)
-                    bad += std::memcmp(a0_codes(w, t.data.get(), lay, r, g), w.codes(r + g * R),
-                                       w.lay.code_row_bytes) != 0;
+                const uint8_t* codes = a0_codes(t.data.get(), lay, r);
+                for (uint64_t g = 0; g < p.group; ++g) {
+                    if (p.bits != 1) {
+                        bad += std::memcmp(codes + g * w.lay.code_row_bytes, w.codes(r + g * R),
+                                           w.lay.code_row_bytes) != 0;
+                        continue;
+                    }
+                    const uint8_t* row = w.codes(r + g * R);  // 1-bit: unit-interleaved
+                    for (uint64_t i = 0; i < 8 * w.lay.code_row_bytes; ++i)
+                        bad += a0_bit(codes, p.group, g, i) != (row[i / 8] >> (i % 8) & 1u);
+                }
             }
             CHECK(bad == 0);
             WeightView wc = w;

@@ -375,10 +375,11 @@ float a0_scale_avx2(const uint16_t* s, const uint16_t* z, bool code_zero, const 
 }
 
 // NR rows of one class: xs = s x is made once per 8 columns and added into each row's lanes
-// under that row's code byte (the byte's bits moved to the lanes' sign bits)
+// under that row's code byte (the byte's bits moved to the lanes' sign bits; the rows' bytes of
+// a unit of 16 inputs are 2 apart, units unit_bytes apart)
 template <int NR>
 static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
-                           const uint8_t* codes, uint64_t code_stride, float* y, uint64_t ystride, const uint8_t* next,
+                           const uint8_t* codes, uint64_t unit_bytes, float* y, uint64_t ystride, const uint8_t* next,
                            uint64_t next_bytes) {
     // the next class, a slice per step
     SlicePrefetch pf(next, next_bytes, (k + 7) / 8);
@@ -391,8 +392,9 @@ static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero,
     for (; i + 8 <= k; i += 8) {
         const __m256 xs = a0_step(s, z, code_zero, x, i, bacc);
         pf.step();
+        const uint8_t* c = codes + i / 16 * unit_bytes + i / 8 % 2;
         for (int t = 0; t < NR; ++t) {
-            const __m256i b = _mm256_sllv_epi32(_mm256_set1_epi8(char(codes[t * code_stride + i / 8])), to_sign);
+            const __m256i b = _mm256_sllv_epi32(_mm256_set1_epi8(char(c[2 * t])), to_sign);
             acc[t] = _mm256_add_ps(acc[t], _mm256_blendv_ps(_mm256_setzero_ps(), xs, _mm256_castsi256_ps(b)));
         }
     }
@@ -400,17 +402,17 @@ static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero,
     for (; i < k; ++i) {
         const float xs = a0_step1(s, z, code_zero, x, i, bias);
         for (int t = 0; t < NR; ++t)
-            if (codes[t * code_stride + i / 8] >> (i & 7) & 1) tail[t] += xs;
+            if (codes[i / 16 * unit_bytes + 2 * t + i / 8 % 2] >> (i & 7) & 1) tail[t] += xs;
     }
     for (int t = 0; t < NR; ++t) y[t * ystride] = hsum(acc[t]) + tail[t] + bias;
 }
 
 void a0_bits1_avx2(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
-                   const uint8_t* codes, uint64_t code_stride, uint64_t nrows, float* y, uint64_t ystride,
-                   const uint8_t* next, uint64_t next_bytes) {
+                   const uint8_t* codes, uint64_t nrows, float* y, uint64_t ystride, const uint8_t* next,
+                   uint64_t next_bytes) {
     blocks_of_8(nrows, [&](auto c, uint64_t t) {
-        a0_bits1_block<decltype(c)::value>(s, z, code_zero, x, k, codes + t * code_stride, code_stride, y + t * ystride,
-                                           ystride, t == 0 ? next : nullptr, next_bytes);
+        a0_bits1_block<decltype(c)::value>(s, z, code_zero, x, k, codes + 2 * t, 2 * nrows, y + t * ystride, ystride,
+                                           t == 0 ? next : nullptr, next_bytes);
     });
 }
 

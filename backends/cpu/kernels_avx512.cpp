@@ -461,22 +461,22 @@ float a0_scale_avx512(const uint16_t* s, const uint16_t* z, bool code_zero, cons
 }
 
 // NR rows of one class: xs = s x is made once per 16 columns and added into each row's lanes
-// under that row's 16 code bits (one masked add per row); whole steps unmasked, the tail step
-// masked
+// under that row's 16 code bits (one masked add per row; the rows' bits of a unit are
+// consecutive, unit_bytes apart); whole steps unmasked, the tail step masked
 template <int NR, bool CODE_ZERO>
 static void a0_bits1_block(const uint16_t* s, const uint16_t* z, const float* x, uint64_t k, const uint8_t* codes,
-                           uint64_t code_stride, float* y, uint64_t ystride, const uint8_t* next, uint64_t next_bytes) {
+                           uint64_t unit_bytes, float* y, uint64_t ystride, const uint8_t* next, uint64_t next_bytes) {
     // the next class, a slice per step
     SlicePrefetch pf(next, next_bytes, (k + 15) / 16);
     __m512 acc[NR], bacc = _mm512_setzero_ps();
 #pragma GCC unroll 8
     for (int t = 0; t < NR; ++t) acc[t] = _mm512_setzero_ps();
     auto rows = [&](uint64_t i, __m512 xs) {
-        const uint8_t* c = codes + i / 8;
+        const uint8_t* c = codes + i / 16 * unit_bytes;
 #pragma GCC unroll 8
         for (int t = 0; t < NR; ++t) {  // codes past k are zero (rows are padded with zero codes)
             __mmask16 bits;             // kmovw from memory: GCC loads through a general register (two ops)
-            asm("kmovw %1, %0" : "=k"(bits) : "m"(*reinterpret_cast<const uint16_t*>(c + t * code_stride)));
+            asm("kmovw %1, %0" : "=k"(bits) : "m"(*reinterpret_cast<const uint16_t*>(c + 2 * t)));
             acc[t] = _mm512_mask_add_ps(acc[t], bits, acc[t], xs);
         }
     };
@@ -492,16 +492,16 @@ static void a0_bits1_block(const uint16_t* s, const uint16_t* z, const float* x,
 }
 
 void a0_bits1_avx512(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
-                     const uint8_t* codes, uint64_t code_stride, uint64_t nrows, float* y, uint64_t ystride,
-                     const uint8_t* next, uint64_t next_bytes) {
+                     const uint8_t* codes, uint64_t nrows, float* y, uint64_t ystride, const uint8_t* next,
+                     uint64_t next_bytes) {
     blocks_of_8(nrows, [&](auto c, uint64_t t) {
         constexpr int NR = decltype(c)::value;
-        const uint8_t* ct = codes + t * code_stride;
+        const uint8_t* ct = codes + 2 * t;
         const uint8_t* nt = t == 0 ? next : nullptr;
         if (code_zero)
-            a0_bits1_block<NR, true>(s, z, x, k, ct, code_stride, y + t * ystride, ystride, nt, next_bytes);
+            a0_bits1_block<NR, true>(s, z, x, k, ct, 2 * nrows, y + t * ystride, ystride, nt, next_bytes);
         else
-            a0_bits1_block<NR, false>(s, z, x, k, ct, code_stride, y + t * ystride, ystride, nt, next_bytes);
+            a0_bits1_block<NR, false>(s, z, x, k, ct, 2 * nrows, y + t * ystride, ystride, nt, next_bytes);
     });
 }
 

@@ -429,10 +429,11 @@ float a0_scale_neon(const uint16_t* s, const uint16_t* z, bool code_zero, const 
 }
 
 // NR rows of one class: xs = s x is made once per 4 columns and added into each row's lanes
-// under that row's 4 code bits (lane masks by testing each lane's bit)
+// under that row's 4 code bits (lane masks by testing each lane's bit; the rows' bytes of a unit
+// of 16 inputs are 2 apart, units unit_bytes apart)
 template <int NR>
 static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
-                           const uint8_t* codes, uint64_t code_stride, float* y, uint64_t ystride, const uint8_t* next,
+                           const uint8_t* codes, uint64_t unit_bytes, float* y, uint64_t ystride, const uint8_t* next,
                            uint64_t next_bytes) {
     // the next class, a slice per step
     SlicePrefetch pf(next, next_bytes, (k + 3) / 4);
@@ -443,8 +444,9 @@ static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero,
     for (; i + 4 <= k; i += 4) {
         const uint32x4_t xs = vreinterpretq_u32_f32(a0_step(s, z, code_zero, x, i, bacc));
         pf.step();
+        const uint8_t* c = codes + i / 16 * unit_bytes + i / 8 % 2;
         for (int t = 0; t < NR; ++t) {
-            const uint32x4_t m = vtstq_u32(vdupq_n_u32(uint32_t(codes[t * code_stride + i / 8] >> (i & 4))), lane_bit);
+            const uint32x4_t m = vtstq_u32(vdupq_n_u32(uint32_t(c[2 * t] >> (i & 4))), lane_bit);
             acc[t] = vaddq_f32(acc[t], vreinterpretq_f32_u32(vandq_u32(m, xs)));
         }
     }
@@ -452,17 +454,17 @@ static void a0_bits1_block(const uint16_t* s, const uint16_t* z, bool code_zero,
     for (; i < k; ++i) {
         const float xs = a0_step1(s, z, code_zero, x, i, bias);
         for (int t = 0; t < NR; ++t)
-            if (codes[t * code_stride + i / 8] >> (i & 7) & 1) tail[t] += xs;
+            if (codes[i / 16 * unit_bytes + 2 * t + i / 8 % 2] >> (i & 7) & 1) tail[t] += xs;
     }
     for (int t = 0; t < NR; ++t) y[t * ystride] = vaddvq_f32(acc[t]) + tail[t] + bias;
 }
 
 void a0_bits1_neon(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
-                   const uint8_t* codes, uint64_t code_stride, uint64_t nrows, float* y, uint64_t ystride,
-                   const uint8_t* next, uint64_t next_bytes) {
+                   const uint8_t* codes, uint64_t nrows, float* y, uint64_t ystride, const uint8_t* next,
+                   uint64_t next_bytes) {
     blocks_of_8(nrows, [&](auto c, uint64_t t) {
-        a0_bits1_block<decltype(c)::value>(s, z, code_zero, x, k, codes + t * code_stride, code_stride, y + t * ystride,
-                                           ystride, t == 0 ? next : nullptr, next_bytes);
+        a0_bits1_block<decltype(c)::value>(s, z, code_zero, x, k, codes + 2 * t, 2 * nrows, y + t * ystride, ystride,
+                                           t == 0 ? next : nullptr, next_bytes);
     });
 }
 

@@ -81,8 +81,9 @@ uint64_t Matmul::thread_bytes(const WeightView& w) {
     switch (w.type) {
         case Type::rg:
             return private_bytes(w) + std::max(2 * kRowTile * 4 * (kp / 8), w.tiles ? 4 * tiled_scratch_floats(w) : 0);
-        case Type::a0:  // s, m, xs, f16 s and z, the quantized xs
-            return 2 * align64(4 * w.k) + align64(4 * kp) + 2 * align64(2 * w.k) + align64(act_row_bytes(w.k));
+        case Type::a0:  // s, m, xs, f16 s and z, the quantized xs or (1-bit) a class's interleaved codes
+            return 2 * align64(4 * w.k) + align64(4 * kp) + 2 * align64(2 * w.k) +
+                   align64(std::max(act_row_bytes(w.k), w.p.group * w.lay.code_row_bytes));
         case Type::sign:
             return private_bytes(w);
         default:
@@ -201,12 +202,13 @@ void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
             for (uint64_t r = ub; r < ue; ++r) {
                 const uint16_t *s16 = s16b, *z16 = z16b;
                 const uint8_t* next = nullptr;
-                const uint8_t* codes = w->codes(r);  // row t of the class at codes + t * cstride
+                // 1-bit: unit-interleaved; wider: row t of the class at codes + t * cstride
+                const uint8_t* codes = w->codes(r);
                 uint64_t cstride = R * w->lay.code_row_bytes;
                 if (w->tiles) {
                     s16 = a0_scales(w->tiles, lay, r);
                     z16 = a0_zeros(w->tiles, lay, r);
-                    codes = a0_codes(*w, w->tiles, lay, r, 0);
+                    codes = a0_codes(w->tiles, lay, r);
                     cstride = w->lay.code_row_bytes;
                     if (r + 1 < ue) {  // the next class: a sequential stream
                         next = reinterpret_cast<const uint8_t*>(s16) + lay.tile_bytes;
@@ -214,11 +216,15 @@ void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
                     }
                 } else {
                     decode_a0_class(*w, *kern, r, s, m, s16b, z16b);
+                    if (p.bits == 1) {
+                        a0_interleave_bits1(*w, r, act);
+                        codes = act;
+                    }
                 }
                 for (uint64_t j = 0; j < ncols; ++j) {
                     const float* xj = x + j * k;
                     if (p.bits == 1) {
-                        kern->a0_bits1(s16, z16, code_zero, xj, k, codes, cstride, p.group, y + j * n + r, R,
+                        kern->a0_bits1(s16, z16, code_zero, xj, k, codes, p.group, y + j * n + r, R,
                                        j == 0 ? next : nullptr, lay.tile_bytes);
                         continue;
                     }

@@ -103,8 +103,16 @@ const uint16_t* a0_scales(const uint8_t* copy, const TiledLayout& lay, uint64_t 
 const uint16_t* a0_zeros(const uint8_t* copy, const TiledLayout& lay, uint64_t r) {
     return reinterpret_cast<const uint16_t*>(copy + r * lay.tile_bytes + lay.off_zeros);
 }
-const uint8_t* a0_codes(const WeightView& w, const uint8_t* copy, const TiledLayout& lay, uint64_t r, uint64_t t) {
-    return copy + r * lay.tile_bytes + lay.off_codes + t * w.lay.code_row_bytes;
+const uint8_t* a0_codes(const uint8_t* copy, const TiledLayout& lay, uint64_t r) {
+    return copy + r * lay.tile_bytes + lay.off_codes;
+}
+
+void a0_interleave_bits1(const WeightView& w, uint64_t r, uint8_t* out) {
+    const uint64_t R = w.n / w.p.group, units = w.lay.code_row_bytes / 2;
+    for (uint64_t t = 0; t < w.p.group; ++t) {
+        const uint8_t* row = w.codes(r + t * R);
+        for (uint64_t u = 0; u < units; ++u) std::memcpy(out + 2 * (u * w.p.group + t), row + 2 * u, 2);
+    }
 }
 
 void decode_a0_class(const WeightView& w, const CpuKernels& kern, uint64_t r, float* s, float* m, uint16_t* s16,
@@ -128,6 +136,10 @@ static void copy_a0(const WeightView& w, uint8_t* out) {
         uint8_t* c = out + r * t.tile_bytes;
         decode_a0_class(w, kernels_best(), r, s.data(), m.data(), reinterpret_cast<uint16_t*>(c + t.off_scales),
                         reinterpret_cast<uint16_t*>(c + t.off_zeros));
+        if (w.p.bits == 1) {
+            a0_interleave_bits1(w, r, c + t.off_codes);
+            continue;
+        }
         for (uint64_t i = 0; i < w.p.group; ++i)
             std::memcpy(c + t.off_codes + i * w.lay.code_row_bytes, w.codes(r + i * R), w.lay.code_row_bytes);
     }

@@ -28,14 +28,18 @@
 //
 // a0 weights (HQQ axis 0, formats/blocktypes.md): the copy is class-major with the meta decoded.
 // For each of the R = n / group row classes, tile_bytes long and 64-byte aligned: k f16 scales,
-// k f16 zeros (at off_zeros), then the code rows of the class's `group` rows r, r + R, ... as the
-// blob has them (at off_codes, code_row_bytes each). Why: every (class, column) has its own 8-bit
-// scale and zero code, each decoded through its own table entry with two fp16 roundings (HQQ's
-// group-128 meta): about 25 vector operations per 16 columns, shared by only `group` (8) rows of
-// 1-bit codes, so the GEMV was compute-bound at a fifth of the read bandwidth. Decoded scales
-// and zeros are f16 values (the second level rounds to f16), so f16 holds them exactly: the
-// kernel reads 4 bytes per class and column instead of 2 (5 bits per 1-bit weight instead of 3),
-// only converts them, and reads everything of a class from one place (one stream per thread).
+// k f16 zeros (at off_zeros), then the codes of the class's `group` rows r, r + R, ... (at
+// off_codes, group * code_row_bytes bytes): 1-bit codes unit-interleaved (a0_bit in
+// core/quant.h: per 16 inputs the rows' 2 bytes side by side, so a step of a0_bits1 reads one
+// place instead of `group` rows each a stream of its own: 4096x4096 from DRAM 0.22-0.23 ->
+// 0.21-0.22 ms), wider codes row after row as the blob has them (the dot kernels read rows).
+// Why the decoded meta: every (class, column) has its own 8-bit scale and zero code, each
+// decoded through its own table entry with two fp16 roundings (HQQ's group-128 meta): about 25
+// vector operations per 16 columns, shared by only `group` (8) rows of 1-bit codes, so the GEMV
+// was compute-bound at a fifth of the read bandwidth. Decoded scales and zeros are f16 values
+// (the second level rounds to f16), so f16 holds them exactly: the kernel reads 4 bytes per
+// class and column instead of 2 (5 bits per 1-bit weight instead of 3), only converts them, and
+// reads everything of a class from one region (classes follow each other: one sequential pass).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -74,11 +78,15 @@ void tile_weight(const WeightView& w, uint8_t* out);
 // k f16 scales and zeros, as the copy holds them (decoded values are f16, so exactly)
 void decode_a0_class(const WeightView& w, const CpuKernels& kern, uint64_t r, float* s, float* m, uint16_t* s16,
                      uint16_t* z16);
-// a0: class r of a copy: its decoded meta (k f16 each; zmode as in the weight) and the code row
-// of its t-th row (row r + t * R)
+// a0: class r of a copy: its decoded meta (k f16 each; zmode as in the weight) and its codes
+// (1-bit: unit-interleaved; wider: the code row of its t-th row, row r + t * R, at t *
+// code_row_bytes)
 const uint16_t* a0_scales(const uint8_t* copy, const TiledLayout& lay, uint64_t r);
 const uint16_t* a0_zeros(const uint8_t* copy, const TiledLayout& lay, uint64_t r);
-const uint8_t* a0_codes(const WeightView& w, const uint8_t* copy, const TiledLayout& lay, uint64_t r, uint64_t t);
+const uint8_t* a0_codes(const uint8_t* copy, const TiledLayout& lay, uint64_t r);
+// a0 with 1-bit codes: class r's codes from the blob, unit-interleaved into out (group *
+// code_row_bytes bytes)
+void a0_interleave_bits1(const WeightView& w, uint64_t r, uint8_t* out);
 
 // Scalar readers of the tiled layout (tests): the code of (row, input) and a meta field of
 // (row, group) (zero = false: scale plane), row < ntiles * 16.
