@@ -43,9 +43,11 @@ class TileField {
         if (kind_ == FieldKind::lookup) per_ = 8 / f_;
     }
 
-    // the table entries of every group for the row block of tile t, as floats (tiles of one
-    // block share them); with `luts` (GEMM: many columns) also every group's 16 lookup values
-    void begin_tile(uint64_t t, bool luts) {
+    // the table entries of every group for the row block of tile t, as floats, and a lookup
+    // field's 16 values of every group (tiles of one block share them: built once per block,
+    // then read by vpermps from memory; built per tile and group in registers, they were a
+    // third of the GreenBit qstatistic 2-bit g8 GEMV's operations)
+    void begin_tile(uint64_t t) {
         auto fill16 = [](const uint8_t* e, float* ts, float* tz) {  // (f16 scale, f16 zero) pairs
             for (int h = 0; h < 16; h += 8) {
                 const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e + 4 * h));
@@ -57,7 +59,7 @@ class TileField {
                 _mm256_storeu_ps(tz + h, _mm256_cvtph_ps(_mm256_extracti128_si256(p, 1)));
             }
         };
-        if (st_.begin(t, luts, fill16))
+        if (st_.begin(t, true, fill16))
             for (uint64_t c = 0; c < st_.groups; ++c) {
                 const Group g = lookup_values(c);
                 _mm256_storeu_ps(st_.vals + 16 * c, g.a);
@@ -66,15 +68,12 @@ class TileField {
     }
 
     // K: the kind when the caller knows it (the GEMV kernels specialised per kind pair: no
-    // switch in the loop, no lookup copies), else any
+    // switch in the loop), else any
     template <FieldKind K = FieldKind::any>
     LB_INLINE Group group(uint64_t c) const {
         const FieldKind kind = K == FieldKind::any ? kind_ : K;
-        if (kind == FieldKind::lookup) {
-            if (K == FieldKind::any && st_.luts)
-                return {_mm256_loadu_ps(st_.vals + 16 * c), _mm256_loadu_ps(st_.vals + 16 * c + 8)};
-            return lookup_values(c);
-        }
+        if (kind == FieldKind::lookup)
+            return {_mm256_loadu_ps(st_.vals + 16 * c), _mm256_loadu_ps(st_.vals + 16 * c + 8)};
         if (kind == FieldKind::direct) return {_mm256_set1_ps(st_.ts[c]), _mm256_set1_ps(st_.tz[c])};
         return {none_, none_};
     }
@@ -217,18 +216,18 @@ void tile_run(TileCall<TileField>& k, uint64_t t, uint64_t j) {
 template <int BITS, int GK>
 void rg_tiles(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) {
     TileCall<TileField> k(a, t1, scratch);
-    if (a.ncols > 1) {  // GEMM: one tile at a time, all columns, the lookup values built once
+    if (a.ncols > 1) {  // GEMM: one tile at a time, all columns
         for (uint64_t t = t0; t < t1; ++t) {
-            k.S.begin_tile(t, true);
-            k.Z.begin_tile(t, true);
+            k.S.begin_tile(t);
+            k.Z.begin_tile(t);
             for (uint64_t j = 0; j < a.ncols; ++j) tile_run<BITS, GK>(k, t, j);
         }
         return;
     }
     with_meta(k.w.p, [&](auto m) {  // GEMV: specialised per meta kind pair (tiles_common.h)
         for (uint64_t t = t0; t < t1; ++t) {
-            k.S.begin_tile(t, false);
-            k.Z.begin_tile(t, false);
+            k.S.begin_tile(t);
+            k.Z.begin_tile(t);
             tile_run<BITS, GK, decltype(m)>(k, t, 0);
         }
     });
