@@ -54,17 +54,16 @@ static inline void blocks_of_8(uint64_t m, F&& block) {
 class SlicePrefetch {
  public:
     SlicePrefetch(const uint8_t* p, uint64_t bytes, uint64_t steps)
-        : q_(p), lim_(p), end_(p ? p + bytes : nullptr), inc_(p && steps ? (bytes + steps - 1) / steps : 0) {}
+        : p_(p), bytes_(p ? bytes : 0), inc_(p && steps ? (bytes + steps - 1) / steps : 0) {}
     void step() {
         lim_ += inc_;
-        for (; q_ < lim_ && q_ < end_; q_ += 64) __builtin_prefetch(q_, 0, 3);
+        for (; off_ < lim_ && off_ < bytes_; off_ += 64) __builtin_prefetch(p_ + off_, 0, 3);
     }
 
  private:
-    const uint8_t* q_;
-    const uint8_t* lim_;
-    const uint8_t* end_;
-    uint64_t inc_;
+    const uint8_t* p_;
+    uint64_t bytes_, inc_;
+    uint64_t off_ = 0, lim_ = 0;  // the next line's offset; the steps' shares so far
 };
 
 }  // namespace lb
