@@ -155,20 +155,18 @@ LB_INLINE __m256i half_isum(const uint8_t* blk, int h, const int8_t* xb) {
 template <int BITS, int GK, class M = AnyMeta>
 void tile_run(TileCall<TileField>& k, uint64_t t, uint64_t j) {
     constexpr uint64_t blk_bytes = 64 * BITS;  // codes of 32 inputs of 16 rows
-    const TiledArgs& a = k.a;
-    const TiledLayout& lay = k.lay;
-    const bool code_zero = M::CZ < 0 ? k.w.p.zmode == ZeroMode::code : M::CZ == 1;
-    const QActRow x = act_row(const_cast<uint8_t*>(a.act + j * a.act_stride), k.w.k);
-    const float* xsum = a.xsum + j * a.xsum_stride;
-    const uint8_t* tile = k.w.tiles + t * lay.tile_bytes;
-    const RunPrefetch<1> pf(&tile, lay.tile_bytes, blk_bytes, k.nblk, k.pf_end, j == 0);
+    const bool code_zero = zeros_are_codes<M>(k.w.p);
+    const QActRow x = column_act(k.a, j);
+    const float* xsum = column_xsum(k.a, j);
+    const uint8_t* tile = k.w.tiles + t * k.lay.tile_bytes;
+    const RunPrefetch<1> pf(&tile, k.lay.tile_bytes, blk_bytes, k.nblk, k.pf_end, j == 0);
     __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     __m256 accm[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     // group c's sum (int32 lanes as floats) times s into `into`, its zero term into accm
     auto finish = [&](int h, uint64_t c, const TileField::Group& gs, const TileField::Group& gz, __m256 xs, __m256 sum,
                       __m256& into) LB_LAMBDA_INLINE {
-        const __m256 s = k.S.template get<M::SK, M::SB>(gs, tile + lay.off_scales, c, h);
-        const __m256 z = k.Z.template get<M::ZK, M::ZB>(gz, tile + lay.off_zeros, c, h);
+        const __m256 s = k.S.template get<M::SK, M::SB>(gs, tile + k.lay.off_scales, c, h);
+        const __m256 z = k.Z.template get<M::ZK, M::ZB>(gz, tile + k.lay.off_zeros, c, h);
         into = _mm256_fmadd_ps(sum, s, into);
         accm[h] = _mm256_fnmadd_ps(code_zero ? _mm256_mul_ps(z, s) : z, xs, accm[h]);
     };
@@ -209,7 +207,7 @@ void tile_run(TileCall<TileField>& k, uint64_t t, uint64_t j) {
             for (int h = 0; h < 2; ++h) finish(h, c, gs, gz, xs, g[h], acc[h]);
         }
     }
-    float* y = a.y + j * k.w.n + t * kTileRows;
+    float* y = column_y(k.a, j) + t * kTileRows;
     for (int h = 0; h < 2; ++h) _mm256_storeu_ps(y + 8 * h, _mm256_add_ps(acc[h], accm[h]));
 }
 
@@ -244,7 +242,7 @@ void sign_tiles(const TiledArgs& a, uint64_t t0, uint64_t t1) {
     for (uint64_t t = t0; t < t1; ++t) {
         const uint8_t* tile = w.tiles + t * lay.tile_bytes;
         for (uint64_t j = 0; j < a.ncols; ++j) {
-            const QActRow x = act_row(const_cast<uint8_t*>(a.act + j * a.act_stride), w.k);
+            const QActRow x = column_act(a, j);
             const RunPrefetch<1> pf(&tile, lay.tile_bytes, 64, nblk, end, j == 0);
             __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
             for (uint64_t b = 0; b < nblk; ++b) {
@@ -254,11 +252,11 @@ void sign_tiles(const TiledArgs& a, uint64_t t0, uint64_t t1) {
                     acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(half_isum<1, 0, 8>(tile + b * 64, h, x.q + 32 * b)), xd,
                                              acc[h]);
             }
-            const __m256 total = _mm256_set1_ps(a.xsum[j * a.xsum_stride]);
+            const __m256 total = _mm256_set1_ps(*column_xsum(a, j));
             const uint64_t row = t * kTileRows;
             for (int h = 0; h < 2; ++h) {
                 const __m256 v = _mm256_fnmadd_ps(_mm256_set1_ps(2.0f), acc[h], total);
-                _mm256_storeu_ps(a.y + j * w.n + row + 8 * h, _mm256_mul_ps(_mm256_loadu_ps(hv + row + 8 * h), v));
+                _mm256_storeu_ps(column_y(a, j) + row + 8 * h, _mm256_mul_ps(_mm256_loadu_ps(hv + row + 8 * h), v));
             }
         }
     }

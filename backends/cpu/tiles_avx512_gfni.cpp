@@ -162,22 +162,20 @@ template <int BITS, int GK, int R, class M = AnyMeta>
 void tile_run(TileCall<TileField>& k, uint64_t t, uint64_t j) {
     constexpr FieldKind SK = M::SK, ZK = M::ZK;
     constexpr uint64_t blk_bytes = 64 * BITS;  // codes of 32 inputs of 16 rows
-    const TiledArgs& a = k.a;
-    const TiledLayout& lay = k.lay;
-    const bool code_zero = M::CZ < 0 ? k.w.p.zmode == ZeroMode::code : M::CZ == 1;
-    const QActRow x = act_row(const_cast<uint8_t*>(a.act + j * a.act_stride), k.w.k);
-    const float* xsum = a.xsum + j * a.xsum_stride;
+    const bool code_zero = zeros_are_codes<M>(k.w.p);
+    const QActRow x = column_act(k.a, j);
+    const float* xsum = column_xsum(k.a, j);
     const uint8_t* tile[R];
-    for (int r = 0; r < R; ++r) tile[r] = k.w.tiles + (t + uint64_t(r)) * lay.tile_bytes;
-    const RunPrefetch<R> pf(tile, lay.tile_bytes, blk_bytes, k.nblk, k.pf_end, j == 0);
+    for (int r = 0; r < R; ++r) tile[r] = k.w.tiles + (t + uint64_t(r)) * k.lay.tile_bytes;
+    const RunPrefetch<R> pf(tile, k.lay.tile_bytes, blk_bytes, k.nblk, k.pf_end, j == 0);
     __m512 acc[R], accm[R][2];
     for (int r = 0; r < R; ++r) acc[r] = accm[r][0] = accm[r][1] = _mm512_setzero_ps();
     // group c of tile r: its sum (int32 lanes as floats, times xd or not yet) times s goes into
     // `into`, its zero term into accm[r][slot]
     auto finish = [&](int r, int slot, uint64_t c, const TileField::Group& gs, const TileField::Group& gz, __m512 xs,
                       __m512 sum, __m512& into) LB_LAMBDA_INLINE {
-        const __m512 s = k.S.template get<SK, M::SB>(gs, tile[r] + lay.off_scales, c);
-        const __m512 z = k.Z.template get<ZK, M::ZB>(gz, tile[r] + lay.off_zeros, c);
+        const __m512 s = k.S.template get<SK, M::SB>(gs, tile[r] + k.lay.off_scales, c);
+        const __m512 z = k.Z.template get<ZK, M::ZB>(gz, tile[r] + k.lay.off_zeros, c);
         into = _mm512_fmadd_ps(sum, s, into);
         accm[r][slot] = _mm512_fnmadd_ps(code_zero ? _mm512_mul_ps(z, s) : z, xs, accm[r][slot]);
     };
@@ -232,7 +230,7 @@ void tile_run(TileCall<TileField>& k, uint64_t t, uint64_t j) {
     }
     for (int r = 0; r < R; ++r) {
         const __m512 y = _mm512_add_ps(acc[r], _mm512_add_ps(accm[r][0], accm[r][1]));
-        _mm512_storeu_ps(a.y + j * k.w.n + (t + uint64_t(r)) * kTileRows, y);
+        _mm512_storeu_ps(column_y(k.a, j) + (t + uint64_t(r)) * kTileRows, y);
     }
 }
 
@@ -285,7 +283,7 @@ template <int R>
 void sign_run(const TiledArgs& a, const TiledLayout& lay, const uint8_t* pf_end, uint64_t t, uint64_t j) {
     const WeightView& w = *a.w;
     const uint64_t nblk = w.lay.kp / 32;  // 1-bit rows are padded to 32 with zero codes
-    const QActRow x = act_row(const_cast<uint8_t*>(a.act + j * a.act_stride), w.k);
+    const QActRow x = column_act(a, j);
     const uint8_t* tile[R];
     for (int r = 0; r < R; ++r) tile[r] = w.tiles + (t + uint64_t(r)) * lay.tile_bytes;
     const RunPrefetch<R> pf(tile, lay.tile_bytes, 64, nblk, pf_end, j == 0);
@@ -301,11 +299,11 @@ void sign_run(const TiledArgs& a, const TiledLayout& lay, const uint8_t* pf_end,
         });
     }
     const float* h = reinterpret_cast<const float*>(w.data + w.lay.off_hvec);
-    const __m512 total = _mm512_set1_ps(a.xsum[j * a.xsum_stride]);
+    const __m512 total = _mm512_set1_ps(*column_xsum(a, j));
     for (int r = 0; r < R; ++r) {
         const uint64_t row = (t + uint64_t(r)) * kTileRows;
         const __m512 y = _mm512_mul_ps(_mm512_loadu_ps(h + row), _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), acc[r], total));
-        _mm512_storeu_ps(a.y + j * w.n + row, y);
+        _mm512_storeu_ps(column_y(a, j) + row, y);
     }
 }
 

@@ -53,6 +53,20 @@ struct Meta {
 };
 using AnyMeta = Meta<FieldKind::any, 0, FieldKind::any, 0, -1>;
 
+// Whether zeros are codes (m = -(z s)) or values (m = -z): compile-time where M knows it
+template <class M>
+LB_INLINE bool zeros_are_codes(const QParams& p) {
+    return M::CZ < 0 ? p.zmode == ZeroMode::code : M::CZ == 1;
+}
+
+// Column j of a call: its q8 activation row, its sums (rg: one per group; sign: the total) and
+// its outputs
+LB_INLINE QActRow column_act(const TiledArgs& a, uint64_t j) {
+    return act_row(const_cast<uint8_t*>(a.act + j * a.act_stride), a.w->k);
+}
+LB_INLINE const float* column_xsum(const TiledArgs& a, uint64_t j) { return a.xsum + j * a.xsum_stride; }
+LB_INLINE float* column_y(const TiledArgs& a, uint64_t j) { return a.y + j * a.w->n; }
+
 // f(Meta{}) specialised for the kind pairs of the common sources (a switch on the field kinds in
 // the inner loop cost the GreenBit qstatistic 2-bit g8 AVX-512 kernel a fifth of its time),
 // f(AnyMeta{}) for the others
