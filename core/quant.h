@@ -53,8 +53,12 @@ void decode_meta_cols_ref(const WeightView& w, uint64_t meta_row, uint64_t c0, u
 // one field: raw f16 (fbits 16), or a code through its table; `none` when fbits is 0
 float decode_field_ref(const uint8_t* row, const uint8_t* tab, uint32_t fbits, const MetaMap& map, uint64_t meta_row,
                        uint64_t col, float none);
-// True when f16(f16(c - tz) * ts) == (c - tz) * ts for every code c in 0..255 (tz an integer of
-// magnitude <= 1792, ts a power of two in [2^-14, 16]): decoders may then skip both roundings.
+// True when f16(c - tz) == c - tz for every code c in 0..255: tz an integer of magnitude <= 1792
+// (|c - tz| <= 2047 is then an integer f16 holds). Decoders may then skip the first rounding. The
+// GPTQ-style quantizers round their zero points (GreenBit's second level: formats/blocktypes.md).
+bool zero_exact(float tz);
+// True when f16(f16(c - tz) * ts) == (c - tz) * ts for every code c in 0..255 (zero_exact(tz), ts
+// a power of two in [2^-14, 16]): decoders may then skip both roundings.
 bool second_level_exact(float ts, float tz);
 // Calls fn(std::integral_constant<uint32_t, F>{}) for a meta field width F in 1..8, so that the
 // ISA decoders instantiate their code readers per width; false for any other width.

@@ -124,13 +124,15 @@ void decode_meta_ref(const WeightView& w, uint64_t meta_row, float* s, float* m)
     decode_meta_cols_ref(w, meta_row, 0, meta_row_of(w, meta_row).cols, s, m);
 }
 
+bool zero_exact(float tz) { return tz == std::nearbyint(tz) && std::fabs(tz) <= 1792.0f; }
+
 bool second_level_exact(float ts, float tz) {
-    // |c - tz| <= 2047 is an integer, exact in f16; times a power of two in [2^-14, 16] it stays
-    // a normal f16 below 32768 with at most 11 significant bits
+    // c - tz is exact (zero_exact); times a power of two in [2^-14, 16] it stays a normal f16
+    // below 32768 with at most 11 significant bits
     const float a = std::fabs(ts);
     int e = 0;
     const bool pow2 = std::frexp(a, &e) == 0.5f;
-    return tz == std::nearbyint(tz) && std::fabs(tz) <= 1792.0f && pow2 && a >= 1.0f / 16384 && a <= 16.0f;
+    return zero_exact(tz) && pow2 && a >= 1.0f / 16384 && a <= 16.0f;
 }
 
 // (s, m) of one meta column: w = q * s + m

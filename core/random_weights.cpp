@@ -3,6 +3,7 @@
 // of real LLaMA weights, about 0.02).
 #include "core/random_weights.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "core/half.h"
@@ -31,7 +32,7 @@ static void put_f16(uint8_t* p, float v) {
     p[1] = uint8_t(h >> 8);
 }
 
-std::vector<uint8_t> random_weight(Type t, const QParams& p, uint64_t n, uint64_t k, uint64_t seed) {
+std::vector<uint8_t> random_weight(Type t, const QParams& p, uint64_t n, uint64_t k, uint64_t seed, bool int_zeros) {
     Rng rng{seed};
     const Layout L = layout(t, p, n, k);
     std::vector<uint8_t> d(L.nbytes, 0);
@@ -91,11 +92,12 @@ std::vector<uint8_t> random_weight(Type t, const QParams& p, uint64_t n, uint64_
     // second-level tables: codes c decode to (c - tz) * ts; choose ts, tz so the decoded scale is
     // positive around `step` and the decoded zero sits inside the code range (code mode) or
     // around 0.02 (value mode)
+    auto table_zero = [&](float tz) { return int_zeros ? std::nearbyint(tz) : tz; };
     if (p.sbits && p.sbits <= 8) {
         const float cmax = float((1u << p.sbits) - 1);
         for (uint32_t e = 0; e < p.smap.count; ++e) {
             put_f16(&d[L.off_stab + 4 * e], step * (1.0f + rng.uniform()) / cmax);
-            put_f16(&d[L.off_stab + 4 * e + 2], -1.0f - 2.0f * rng.uniform());
+            put_f16(&d[L.off_stab + 4 * e + 2], table_zero(-1.0f - 2.0f * rng.uniform()));
         }
     }
     if (p.zbits && p.zbits <= 8) {
@@ -103,7 +105,7 @@ std::vector<uint8_t> random_weight(Type t, const QParams& p, uint64_t n, uint64_
         for (uint32_t e = 0; e < p.zmap.count; ++e) {
             const float span = p.zmode == ZeroMode::code ? float(qmax) / cmax : 0.04f / cmax;
             put_f16(&d[L.off_ztab + 4 * e], span * (0.5f + 0.5f * rng.uniform()));
-            put_f16(&d[L.off_ztab + 4 * e + 2], -0.5f * rng.uniform());
+            put_f16(&d[L.off_ztab + 4 * e + 2], table_zero(-0.5f * rng.uniform()));
         }
     }
     return d;

@@ -179,12 +179,12 @@ double bits_per_weight(Type t, const QParams& p, uint64_t n, uint64_t k) {
 // presets
 
 static const Preset kPresets[] = {
-    {"q2_g8", Type::rg, "GreenBit qstatistic 2-bit g8 (4-bit meta codes, fp16 second level per 32 rows)"},
-    {"q2_g16", Type::rg, "GreenBit qstatistic 2-bit g16 (second level per 64 rows)"},
-    {"q2_g32", Type::rg, "GreenBit asym 2-bit g32 (8-bit scale codes, 2-bit zero codes, second level per group)"},
-    {"q2_g32_v1", Type::rg, "GreenBit asym v1 2-bit g32 (second level per output row)"},
-    {"q2_g32_qs", Type::rg, "GreenBit qstatistic 2-bit g32 (TinyLLaMA)"},
-    {"q4_g32", Type::rg, "GreenBit asym 4-bit g32 (second level per 64 rows)"},
+    {"q2_g8", Type::rg, "GreenBit qstatistic 2-bit g8 (4-bit meta codes, fp16 second level per 32 rows)", true},
+    {"q2_g16", Type::rg, "GreenBit qstatistic 2-bit g16 (second level per 64 rows)", true},
+    {"q2_g32", Type::rg, "GreenBit asym 2-bit g32 (8-bit scale codes, 2-bit zero codes, second level per group)", true},
+    {"q2_g32_v1", Type::rg, "GreenBit asym v1 2-bit g32 (second level per output row)", true},
+    {"q2_g32_qs", Type::rg, "GreenBit qstatistic 2-bit g32 (TinyLLaMA)", true},
+    {"q4_g32", Type::rg, "GreenBit asym 4-bit g32 (second level per 64 rows)", true},
     {"q4_g32_f16", Type::rg, "fp16 scale and offset per 32 (GGUF Q4_1)"},
     {"q4_g32_z8", Type::rg, "fp16 scale per 32, zero 8 (GGUF Q4_0)"},
     {"q8_g32_f16", Type::rg, "fp16 scale and offset per 32"},

@@ -123,6 +123,9 @@ struct Preset {
     const char* name;
     Type type;
     const char* source;  // which source layout this reproduces
+    // the source rounds its second-level zero points to integers (GreenBit, GPTQ-style): the
+    // synthetic weights of the benchmarks do the same (random_weight)
+    bool int_zeros = false;
 };
 const Preset* all_presets(size_t* count);
 const Preset* find_preset(const std::string& name);

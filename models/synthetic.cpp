@@ -127,7 +127,7 @@ LlamaCheckpoint synthetic_llama(const LlamaHParams& hp, const SyntheticOptions& 
                         std::memcpy(t.data.data() + 4 * j, &v, 4);
                     }
                 } else {
-                    t.data = random_weight(t.type, t.params, n, k, seed);
+                    t.data = random_weight(t.type, t.params, n, k, seed, pr->int_zeros);
                 }
             } catch (...) {
                 std::lock_guard<std::mutex> lock(mu);

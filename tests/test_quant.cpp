@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -322,8 +323,27 @@ TEST_CASE("GreenBit asym 4-bit with a second level per 64 rows picks the right t
     }
 }
 
+TEST_CASE("zero_exact holds exactly when f16(c - tz) is a no-op for every 8-bit code") {
+    CHECK(zero_exact(0.0f));
+    CHECK(zero_exact(-3.0f));
+    CHECK(zero_exact(1792.0f));
+    CHECK_FALSE(zero_exact(0.5f));
+    CHECK_FALSE(zero_exact(1794.0f));  // 255 + 1794 is odd and above 2048: rounds
+    CHECK_FALSE(zero_exact(std::numeric_limits<float>::infinity()));
+    CHECK_FALSE(zero_exact(std::numeric_limits<float>::quiet_NaN()));
+    // brute force over every finite f16 zero: wherever it says exact, no code rounds
+    int exact = 0;
+    for (uint32_t h = 0; h < 65536; ++h) {
+        const float tz = f16_to_f32(uint16_t(h));
+        if (!zero_exact(tz)) continue;
+        ++exact;
+        for (int c = 0; c < 256; ++c) REQUIRE(round_f16(float(c) - tz) == float(c) - tz);
+    }
+    CHECK(exact == 2 * 1792 + 1 + 1);  // the integers -1792..1792, and -0
+}
+
 TEST_CASE("second_level_exact holds exactly when both fp16 roundings are no-ops") {
-    CHECK(second_level_exact(1.0f, -1.0f));   // GreenBit asym zero codes: z = code + 1
+    CHECK(second_level_exact(1.0f, -1.0f));  // GreenBit asym zero codes: z = code + 1
     CHECK(second_level_exact(1.0f / 1024, 128.0f));
     CHECK_FALSE(second_level_exact(0.3f, 0.0f));  // not a power of two
     CHECK_FALSE(second_level_exact(1.0f, 0.5f));  // fractional zero: c - z needs rounding
@@ -333,7 +353,6 @@ TEST_CASE("second_level_exact holds exactly when both fp16 roundings are no-ops"
     for (float ts : {1.0f / 16384, 0.125f, 1.0f, 16.0f, -2.0f})
         for (float tz : {-1792.0f, -1.0f, 0.0f, 7.0f, 1792.0f}) {
             REQUIRE(second_level_exact(ts, tz));
-            for (int c = 0; c < 256; ++c)
-                CHECK(round_f16(round_f16(float(c) - tz) * ts) == (float(c) - tz) * ts);
+            for (int c = 0; c < 256; ++c) CHECK(round_f16(round_f16(float(c) - tz) * ts) == (float(c) - tz) * ts);
         }
 }

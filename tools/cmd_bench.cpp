@@ -317,7 +317,7 @@ int bench_kernels_cuda(const Options& o) {
     std::fflush(stdout);
     std::vector<Result> results;
     for_each_case(o, [&](const Preset& pr, uint64_t k, uint64_t n, const QParams& p) {
-        const std::vector<uint8_t> blob = random_weight(pr.type, p, n, k, 42);
+        const std::vector<uint8_t> blob = random_weight(pr.type, p, n, k, 42, pr.int_zeros);
         for (int kind = 0; kind < 2; ++kind) {
             if ((kind == 0 && !o.gemv) || (kind == 1 && !o.gemm)) continue;
             const uint64_t ncols = kind == 0 ? 1 : o.gemm_n;
@@ -356,7 +356,7 @@ int bench_kernels(int argc, char** argv) {
     std::vector<Result> results;
     Runner runner{pool, kern, {}};
     for_each_case(o, [&](const Preset& pr, uint64_t k, uint64_t n, const QParams& p) {
-        const std::vector<uint8_t> base = random_weight(pr.type, p, n, k, 42);
+        const std::vector<uint8_t> base = random_weight(pr.type, p, n, k, 42, pr.int_zeros);
         const uint64_t bytes = base.size();
         Rng rng{7};
         const uint64_t maxcols = std::max<uint64_t>(1, o.gemm ? o.gemm_n : 1);

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "backends/cpu/dispatch.h"
+#include "backends/cpu/simd_avx2.h"
 #include "backends/cpu/unaligned.h"
 #include "core/half.h"
 
@@ -173,8 +174,6 @@ float dot_f32_avx2(const float* a, const float* b, uint64_t n) {
 
 // ---- meta decoding, 8 columns per step -------------------------------------------------------
 
-inline __m256 round_f16x8(__m256 v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
-
 // 8 codes of F bits starting at column c0 (a multiple of 8: byte aligned), as floats. F is a
 // template argument so the byte copy has a constant size (a plain load, no store-forwarding stall).
 template <uint32_t F>
@@ -198,20 +197,6 @@ inline __m256 codes8(const uint8_t* row, uint64_t c0) {
     }
 }
 
-// 8 table entries (f16 scale, f16 zero) starting at `e` -> two float vectors
-inline void entries8(const uint8_t* e, __m256& ts, __m256& tz) {
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e));
-    const __m256i lo = _mm256_and_si256(v, _mm256_set1_epi32(0xffff));
-    const __m256i hi = _mm256_srli_epi32(v, 16);
-    const __m256i pk = _mm256_permute4x64_epi64(_mm256_packus_epi32(lo, hi), 0xd8);  // ts0..7 | tz0..7
-    ts = _mm256_cvtph_ps(_mm256_castsi256_si128(pk));
-    tz = _mm256_cvtph_ps(_mm256_extracti128_si256(pk, 1));
-}
-
-inline __m256 field_value8(__m256 code, __m256 ts, __m256 tz) {
-    return round_f16x8(_mm256_mul_ps(round_f16x8(_mm256_sub_ps(code, tz)), ts));
-}
-
 // code fields through a table for columns [0, c8), c8 a multiple of 8
 template <uint32_t F>
 void decode_codes8(const uint8_t* row, const uint8_t* tab, const MetaMap& map, uint64_t mrow, uint64_t c8, float* out) {
@@ -223,9 +208,12 @@ void decode_codes8(const uint8_t* row, const uint8_t* tab, const MetaMap& map, u
         if (second_level_exact(fs, fz)) {  // e.g. GreenBit's zero codes: z = code + 1, no rounding needed
             for (uint64_t c = 0; c < c8; c += 8)
                 _mm256_storeu_ps(out + c, _mm256_mul_ps(_mm256_sub_ps(codes8<F>(row, c), tz), ts));
-            return;
+        } else if (zero_exact(fz)) {
+            for (uint64_t c = 0; c < c8; c += 8)
+                _mm256_storeu_ps(out + c, field_value8<true>(codes8<F>(row, c), ts, tz));
+        } else {
+            for (uint64_t c = 0; c < c8; c += 8) _mm256_storeu_ps(out + c, field_value8(codes8<F>(row, c), ts, tz));
         }
-        for (uint64_t c = 0; c < c8; c += 8) _mm256_storeu_ps(out + c, field_value8(codes8<F>(row, c), ts, tz));
         return;
     }
     // cstride == 1 (checked by the caller): entries base + c, wrapping at `period` when set
@@ -240,7 +228,8 @@ void decode_codes8(const uint8_t* row, const uint8_t* tab, const MetaMap& map, u
         }
         __m256 ts, tz;
         entries8(tab + 4 * idx, ts, tz);
-        _mm256_storeu_ps(out + c, field_value8(codes8<F>(row, c), ts, tz));
+        const __m256 code = codes8<F>(row, c);
+        _mm256_storeu_ps(out + c, zero_exact8(tz) ? field_value8<true>(code, ts, tz) : field_value8(code, ts, tz));
     }
 }
 

@@ -288,9 +288,12 @@ void decode_codes16(const uint8_t* row, const uint8_t* tab, const MetaMap& map, 
         if (second_level_exact(fs, fz)) {  // e.g. GreenBit's zero codes: z = code + 1, no rounding needed
             for (uint64_t c = 0; c < c16; c += 16)
                 _mm512_storeu_ps(out + c, _mm512_mul_ps(_mm512_sub_ps(codes16<F>(row, c), tz), ts));
-            return;
+        } else if (zero_exact(fz)) {
+            for (uint64_t c = 0; c < c16; c += 16)
+                _mm512_storeu_ps(out + c, field_value16<true>(codes16<F>(row, c), ts, tz));
+        } else {
+            for (uint64_t c = 0; c < c16; c += 16) _mm512_storeu_ps(out + c, field_value16(codes16<F>(row, c), ts, tz));
         }
-        for (uint64_t c = 0; c < c16; c += 16) _mm512_storeu_ps(out + c, field_value16(codes16<F>(row, c), ts, tz));
         return;
     }
     // cstride 1: consecutive columns use consecutive entries, unless the index wraps around
@@ -305,7 +308,9 @@ void decode_codes16(const uint8_t* row, const uint8_t* tab, const MetaMap& map, 
         }
         __m512 ts, tz;
         entries16(tab + 4 * idx, ts, tz);
-        _mm512_storeu_ps(out + c, field_value16(codes16<F>(row, c), ts, tz));
+        const __m512 code = codes16<F>(row, c);
+        _mm512_storeu_ps(out + c,
+                         zero_exact16(tz) == 0xffff ? field_value16<true>(code, ts, tz) : field_value16(code, ts, tz));
     }
 }
 

@@ -37,8 +37,18 @@ inline void entries16(const uint8_t* e, __m512& ts, __m512& tz) {
     tz = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16)));
 }
 
+// IZ: every tz is zero_exact (core/quant.h), so the first rounding is a no-op and skipped
+template <bool IZ = false>
 inline __m512 field_value16(__m512 code, __m512 ts, __m512 tz) {
-    return round_f16x16(_mm512_mul_ps(round_f16x16(_mm512_sub_ps(code, tz)), ts));
+    const __m512 d = _mm512_sub_ps(code, tz);
+    return round_f16x16(_mm512_mul_ps(IZ ? d : round_f16x16(d), ts));
+}
+
+// mask of the lanes of tz that are zero_exact (core/quant.h): integers of magnitude <= 1792
+inline __mmask16 zero_exact16(__m512 tz) {
+    const __mmask16 whole =
+        _mm512_cmp_ps_mask(_mm512_roundscale_ps(tz, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), tz, _CMP_EQ_OQ);
+    return _mm512_mask_cmp_ps_mask(whole, _mm512_abs_ps(tz), _mm512_set1_ps(1792.0f), _CMP_LE_OQ);
 }
 
 }  // namespace

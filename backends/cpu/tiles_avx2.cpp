@@ -16,18 +16,13 @@
 #include <algorithm>
 
 #include "backends/cpu/dispatch.h"
+#include "backends/cpu/simd_avx2.h"
 #include "backends/cpu/tiled.h"
 #include "backends/cpu/tiles_common.h"
 #include "backends/cpu/unaligned.h"
 
 namespace lb {
 namespace {
-
-LB_INLINE __m256 round_f16x8(__m256 v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
-// f16(f16(code - tz) * ts), decode_field_ref's arithmetic
-LB_INLINE __m256 field_value8(__m256 code, __m256 ts, __m256 tz) {
-    return round_f16x8(_mm256_mul_ps(round_f16x8(_mm256_sub_ps(code, tz)), ts));
-}
 
 // One meta field (scale or zero) of the tiles, as tiled.h stores it (kinds: tiles_common.h).
 class TileField {
@@ -49,19 +44,19 @@ class TileField {
     // third of the GreenBit qstatistic 2-bit g8 GEMV's operations)
     void begin_tile(uint64_t t) {
         auto fill16 = [](const uint8_t* e, float* ts, float* tz) {  // (f16 scale, f16 zero) pairs
+            bool iz = true;
             for (int h = 0; h < 16; h += 8) {
-                const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e + 4 * h));
-                // per 128-bit lane: 4 scales, 4 zeros; then scales 0..7 low, zeros 0..7 high
-                __m256i p =
-                    _mm256_packus_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0xffff)), _mm256_srli_epi32(v, 16));
-                p = _mm256_permute4x64_epi64(p, _MM_SHUFFLE(3, 1, 2, 0));
-                _mm256_storeu_ps(ts + h, _mm256_cvtph_ps(_mm256_castsi256_si128(p)));
-                _mm256_storeu_ps(tz + h, _mm256_cvtph_ps(_mm256_extracti128_si256(p, 1)));
+                __m256 s, z;
+                entries8(e + 4 * h, s, z);
+                _mm256_storeu_ps(ts + h, s);
+                _mm256_storeu_ps(tz + h, z);
+                iz = iz && zero_exact8(z);
             }
+            return iz;
         };
         if (st_.begin(t, true, fill16))
             for (uint64_t c = 0; c < st_.groups; ++c) {
-                const Group g = lookup_values(c);
+                const Group g = st_.int_zeros ? lookup_values<true>(c) : lookup_values<false>(c);
                 _mm256_storeu_ps(st_.vals + 16 * c, g.a);
                 _mm256_storeu_ps(st_.vals + 16 * c + 8, g.b);
             }
@@ -78,19 +73,23 @@ class TileField {
         return {none_, none_};
     }
 
+    // the block's zeros are all zero_exact (FieldState::int_zeros)
+    bool int_zeros() const { return st_.int_zeros; }
+
     // the 16 values of group c's codes 0..15 (masked to the field's width)
+    template <bool IZ>
     LB_INLINE Group lookup_values(uint64_t c) const {
         const __m256 ts = _mm256_set1_ps(st_.ts[c]), tz = _mm256_set1_ps(st_.tz[c]);
         const __m256i mask = _mm256_set1_epi32(int((1u << f_) - 1u));
         const __m256i i = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        return {field_value8(_mm256_cvtepi32_ps(_mm256_and_si256(i, mask)), ts, tz),
-                field_value8(_mm256_cvtepi32_ps(_mm256_and_si256(_mm256_add_epi32(i, _mm256_set1_epi32(8)), mask)), ts,
-                             tz)};
+        return {field_value8<IZ>(_mm256_cvtepi32_ps(_mm256_and_si256(i, mask)), ts, tz),
+                field_value8<IZ>(_mm256_cvtepi32_ps(_mm256_and_si256(_mm256_add_epi32(i, _mm256_set1_epi32(8)), mask)),
+                                 ts, tz)};
     }
 
     // the field of group c for rows 8h .. 8h+7 of the tile whose plane (of this field) is `plane`;
-    // FB: the width of a lookup field when the caller knows it (0: run time)
-    template <FieldKind K = FieldKind::any, int FB = 0>
+    // FB: the width of a lookup field when the caller knows it (0: run time); IZ: int_zeros() holds
+    template <FieldKind K = FieldKind::any, int FB = 0, bool IZ = false>
     LB_INLINE __m256 get(const Group& g, const uint8_t* plane, uint64_t c, int h) const {
         switch (K == FieldKind::any ? kind_ : K) {
             case FieldKind::none:
@@ -113,7 +112,7 @@ class TileField {
                 const uint8_t* p = plane + 16 * c + 8 * h;
                 const __m256 q =
                     _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
-                return field_value8(q, g.a, g.b);
+                return field_value8<IZ>(q, g.a, g.b);
             }
         }
     }
@@ -151,8 +150,9 @@ LB_INLINE __m256i half_isum(const uint8_t* blk, int h, const int8_t* xb) {
 
 // The 16 rows of tile t for column j, into y. GK: the group (8 or 16), or 32 for any multiple
 // of 32 (same scheme as the AVX-512 kernels: per segment, the int32 lanes scaled by s[row] and
-// the block's xd; the zero term m[row] * xsum[group], m = -(z s) or -z).
-template <int BITS, int GK, class M = AnyMeta>
+// the block's xd; the zero term m[row] * xsum[group], m = -(z s) or -z). IZ: both fields'
+// int_zeros() hold.
+template <int BITS, int GK, class M = AnyMeta, bool IZ = false>
 void tile_run(TileCall<TileField>& k, uint64_t t, uint64_t j) {
     constexpr uint64_t blk_bytes = 64 * BITS;  // codes of 32 inputs of 16 rows
     const bool code_zero = zeros_are_codes<M>(k.w.p);
@@ -165,8 +165,8 @@ void tile_run(TileCall<TileField>& k, uint64_t t, uint64_t j) {
     // group c's sum (int32 lanes as floats) times s into `into`, its zero term into accm
     auto finish = [&](int h, uint64_t c, const TileField::Group& gs, const TileField::Group& gz, __m256 xs, __m256 sum,
                       __m256& into) LB_LAMBDA_INLINE {
-        const __m256 s = k.S.template get<M::SK, M::SB>(gs, tile + k.lay.off_scales, c, h);
-        const __m256 z = k.Z.template get<M::ZK, M::ZB>(gz, tile + k.lay.off_zeros, c, h);
+        const __m256 s = k.S.template get<M::SK, M::SB, IZ>(gs, tile + k.lay.off_scales, c, h);
+        const __m256 z = k.Z.template get<M::ZK, M::ZB, IZ>(gz, tile + k.lay.off_zeros, c, h);
         into = _mm256_fmadd_ps(sum, s, into);
         accm[h] = _mm256_fnmadd_ps(code_zero ? _mm256_mul_ps(z, s) : z, xs, accm[h]);
     };
@@ -218,7 +218,9 @@ void rg_tiles(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) {
         for (uint64_t t = t0; t < t1; ++t) {
             k.S.begin_tile(t);
             k.Z.begin_tile(t);
-            for (uint64_t j = 0; j < a.ncols; ++j) tile_run<BITS, GK>(k, t, j);
+            with_int_zeros<AnyMeta>(k.S.int_zeros() && k.Z.int_zeros(), [&](auto iz) {
+                for (uint64_t j = 0; j < a.ncols; ++j) tile_run<BITS, GK, AnyMeta, decltype(iz)::value>(k, t, j);
+            });
         }
         return;
     }
@@ -226,7 +228,9 @@ void rg_tiles(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) {
         for (uint64_t t = t0; t < t1; ++t) {
             k.S.begin_tile(t);
             k.Z.begin_tile(t);
-            tile_run<BITS, GK, decltype(m)>(k, t, 0);
+            with_int_zeros<decltype(m)>(k.S.int_zeros() && k.Z.int_zeros(), [&](auto iz) {
+                tile_run<BITS, GK, decltype(m), decltype(iz)::value>(k, t, 0);
+            });
         }
     });
 }

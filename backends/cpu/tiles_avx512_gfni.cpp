@@ -57,26 +57,31 @@ class TileField {
             entries16(e, s, z);
             _mm512_storeu_ps(ts, s);
             _mm512_storeu_ps(tz, z);
+            return zero_exact16(z) == 0xffff;
         };
         if (st_.begin(tile, luts, fill16))
-            for (uint64_t c = 0; c < st_.groups; ++c) _mm512_storeu_ps(st_.vals + 16 * c, lookup_vector(c));
+            for (uint64_t c = 0; c < st_.groups; ++c)
+                _mm512_storeu_ps(st_.vals + 16 * c, st_.int_zeros ? lookup_vector<true>(c) : lookup_vector<false>(c));
     }
 
+    // the block's zeros are all zero_exact (FieldState::int_zeros)
+    bool int_zeros() const { return st_.int_zeros; }
+
     // K: the kind when the caller knows it (the GEMV kernels specialised per kind pair: no switch
-    // in the loop, no lookup copies), else any
-    template <FieldKind K = FieldKind::any>
+    // in the loop, no lookup copies), else any; IZ: int_zeros() holds
+    template <FieldKind K = FieldKind::any, bool IZ = false>
     LB_INLINE Group group(uint64_t c) const {
         const FieldKind kind = K == FieldKind::any ? kind_ : K;
         if (kind == FieldKind::lookup)
-            return {K == FieldKind::any && st_.luts ? _mm512_loadu_ps(st_.vals + 16 * c) : lookup_vector(c), none_};
+            return {K == FieldKind::any && st_.luts ? _mm512_loadu_ps(st_.vals + 16 * c) : lookup_vector<IZ>(c), none_};
         if (kind == FieldKind::direct) return {_mm512_set1_ps(st_.ts[c]), _mm512_set1_ps(st_.tz[c])};
         return {none_, none_};
     }
 
     // the fields of group c of the tile whose plane (of this field) is `plane`; FB: the width of
     // a lookup field when the caller knows it (0: run time), which makes the shift a constant
-    // where c % (8 / FB) is one (groups of an activation block)
-    template <FieldKind K = FieldKind::any, int FB = 0>
+    // where c % (8 / FB) is one (groups of an activation block); IZ: int_zeros() holds
+    template <FieldKind K = FieldKind::any, int FB = 0, bool IZ = false>
     LB_INLINE __m512 get(const Group& g, const uint8_t* plane, uint64_t c) const {
         switch (K == FieldKind::any ? kind_ : K) {
             case FieldKind::none:
@@ -100,14 +105,15 @@ class TileField {
             default: {
                 const __m512 q = _mm512_cvtepi32_ps(
                     _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(plane + 16 * c))));
-                return field_value16(q, g.a, g.b);
+                return field_value16<IZ>(q, g.a, g.b);
             }
         }
     }
 
  private:
+    template <bool IZ>
     LB_INLINE __m512 lookup_vector(uint64_t c) const {
-        return field_value16(fcodes_, _mm512_set1_ps(st_.ts[c]), _mm512_set1_ps(st_.tz[c]));
+        return field_value16<IZ>(fcodes_, _mm512_set1_ps(st_.ts[c]), _mm512_set1_ps(st_.tz[c]));
     }
 
     FieldState st_;
@@ -157,8 +163,8 @@ inline __m512i tile_isum(const uint8_t* blk, const int8_t* xb) {
 }
 
 // Rows of the R consecutive tiles [t, t + R) (one row block: they share table entries and
-// lookup vectors) for column j, into y.
-template <int BITS, int GK, int R, class M = AnyMeta>
+// lookup vectors) for column j, into y. IZ: both fields' int_zeros() hold.
+template <int BITS, int GK, int R, class M = AnyMeta, bool IZ = false>
 void tile_run(TileCall<TileField>& k, uint64_t t, uint64_t j) {
     constexpr FieldKind SK = M::SK, ZK = M::ZK;
     constexpr uint64_t blk_bytes = 64 * BITS;  // codes of 32 inputs of 16 rows
@@ -174,8 +180,8 @@ void tile_run(TileCall<TileField>& k, uint64_t t, uint64_t j) {
     // `into`, its zero term into accm[r][slot]
     auto finish = [&](int r, int slot, uint64_t c, const TileField::Group& gs, const TileField::Group& gz, __m512 xs,
                       __m512 sum, __m512& into) LB_LAMBDA_INLINE {
-        const __m512 s = k.S.template get<SK, M::SB>(gs, tile[r] + k.lay.off_scales, c);
-        const __m512 z = k.Z.template get<ZK, M::ZB>(gz, tile[r] + k.lay.off_zeros, c);
+        const __m512 s = k.S.template get<SK, M::SB, IZ>(gs, tile[r] + k.lay.off_scales, c);
+        const __m512 z = k.Z.template get<ZK, M::ZB, IZ>(gz, tile[r] + k.lay.off_zeros, c);
         into = _mm512_fmadd_ps(sum, s, into);
         accm[r][slot] = _mm512_fnmadd_ps(code_zero ? _mm512_mul_ps(z, s) : z, xs, accm[r][slot]);
     };
@@ -192,7 +198,7 @@ void tile_run(TileCall<TileField>& k, uint64_t t, uint64_t j) {
                 constexpr int gi = decltype(i)::value;
                 const uint64_t c = b * per_blk + gi;
                 if (decltype(tail)::value && c >= k.groups) return;
-                const TileField::Group gs = k.S.template group<SK>(c), gz = k.Z.template group<ZK>(c);
+                const TileField::Group gs = k.S.template group<SK, IZ>(c), gz = k.Z.template group<ZK, IZ>(c);
                 const __m512 xs = _mm512_set1_ps(xsum[c]);
                 static_for<R>([&](auto ri) LB_LAMBDA_INLINE {
                     constexpr int r = decltype(ri)::value;
@@ -220,7 +226,7 @@ void tile_run(TileCall<TileField>& k, uint64_t t, uint64_t j) {
                     g[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), xd, g[r]);
                 });
             }
-            const TileField::Group gs = k.S.template group<SK>(c), gz = k.Z.template group<ZK>(c);
+            const TileField::Group gs = k.S.template group<SK, IZ>(c), gz = k.Z.template group<ZK, IZ>(c);
             const __m512 xs = _mm512_set1_ps(xsum[c]);
             static_for<R>([&](auto ri) LB_LAMBDA_INLINE {
                 constexpr int r = decltype(ri)::value;
@@ -251,10 +257,12 @@ void rg_gemv(TileCall<TileField>& k, uint64_t t0, uint64_t t1) {
             !raw && t + 1 < t1 && k.S.block_of(t + 1) == k.S.block_of(t) && k.Z.block_of(t + 1) == k.Z.block_of(t);
         k.S.begin_block(t, false);
         k.Z.begin_block(t, false);
-        if (two)
-            tile_run<BITS, GK, 2, M>(k, t, 0);
-        else
-            tile_run<BITS, GK, 1, M>(k, t, 0);
+        with_int_zeros<M>(k.S.int_zeros() && k.Z.int_zeros(), [&](auto iz) {
+            if (two)
+                tile_run<BITS, GK, 2, M, decltype(iz)::value>(k, t, 0);
+            else
+                tile_run<BITS, GK, 1, M, decltype(iz)::value>(k, t, 0);
+        });
         t += two ? 2 : 1;
     }
 }
@@ -268,7 +276,9 @@ void rg_tiles_avx512(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratc
         for (uint64_t t = t0; t < t1; ++t) {
             k.S.begin_block(t, true);
             k.Z.begin_block(t, true);
-            for (uint64_t j = 0; j < a.ncols; ++j) tile_run<BITS, GK, 1>(k, t, j);
+            with_int_zeros<AnyMeta>(k.S.int_zeros() && k.Z.int_zeros(), [&](auto iz) {
+                for (uint64_t j = 0; j < a.ncols; ++j) tile_run<BITS, GK, 1, AnyMeta, decltype(iz)::value>(k, t, j);
+            });
         }
         return;
     }

@@ -86,6 +86,17 @@ void with_meta(const QParams& p, F&& f) {
     f(AnyMeta{});
 }
 
+// f(std::bool_constant<IZ>{}) with IZ = iz (both fields' entries have zero_exact zeros: the
+// decoders skip the first rounding) where the meta M can have a table field; IZ = false where it
+// cannot (nothing to skip: one instance)
+template <class M, class F>
+LB_INLINE void with_int_zeros(bool iz, F&& f) {
+    constexpr auto table = [](FieldKind k) { return k != FieldKind::none && k != FieldKind::raw; };
+    if constexpr (table(M::SK) || table(M::ZK))
+        if (iz) return f(std::true_type{});
+    f(std::false_type{});
+}
+
 // f(BITS, GK) as integral constants for the code width (1, 2, 4, 8) and the group the kernels are
 // written for (8, 16, or 32 for any multiple of 32) of an rg weight
 template <class F>
@@ -137,6 +148,8 @@ class FieldState {
     // GreenBit 2-bit g8 weight; a 5632x2048 GEMV from DRAM took 101-103 us with one table for
     // all copies, cache-hot, 120-125 with a table per copy as in a model, 117-118 with this
     // prefetch; TinyLLaMA-1.1B q2_g8 decode 73% -> 74-77% of the ceiling.)
+    // fill16 returns whether the 16 zeros are all zero_exact (core/quant.h); int_zeros says it of
+    // every entry of the block.
     // Returns true when the caller must build every group's lookup values into vals (luts:
     // asked for, GEMM's many columns, and not built yet).
     template <class Fill16>
@@ -156,16 +169,19 @@ class FieldState {
         luts = want_luts;
         uint64_t idx = map_.index(tile * kTileRows, 0);
         uint64_t c = 0;
+        bool iz = true;
         if (step == 1)
             for (; c + 16 <= groups && (!map_.period || idx + 16 <= map_.period); c += 16, idx += 16)
-                fill16(tab_ + 4 * idx, ts + c, tz + c);
+                iz &= fill16(tab_ + 4 * idx, ts + c, tz + c);
         for (; c < groups; ++c) {
             if (map_.period && idx >= map_.period) idx -= map_.period;
             const uint8_t* e = tab_ + 4 * idx;
             ts[c] = _cvtsh_ss(uint16_t(e[0] | e[1] << 8));  // F16C: the software conversion
             tz[c] = _cvtsh_ss(uint16_t(e[2] | e[3] << 8));  // made AVX2 q2_g8 GEMV 15% slower
+            iz &= zero_exact(tz[c]);
             idx += step;
         }
+        int_zeros = iz;
         return luts;
     }
 
@@ -175,6 +191,9 @@ class FieldState {
     float* const vals;     // lookup values of every group (GEMM)
     float *const ts, *tz;  // the table entry of each group
     bool luts = false;     // vals holds the current block's lookup values
+    // every zero of the current block's entries is zero_exact (true without a table): the first
+    // of the two fp16 roundings of a decoded field is a no-op (GreenBit's integer zero points)
+    bool int_zeros = true;
 
  private:
     MetaMap map_;
