@@ -12,6 +12,11 @@
 #include <vector>
 
 #include "backends/cuda/qweight.h"
+#if defined(LB_HAVE_CUDA)
+#include <dlfcn.h>
+
+#include "backends/cuda/cublas_lazy.h"
+#endif
 #include "core/half.h"
 #include "core/quant.h"
 #include "core/random_weights.h"
@@ -165,3 +170,21 @@ TEST_CASE("shared weight decoder: rg with every meta field width, code and value
                     CHECK(count_mismatches(make_view(Type::rg, p, n, k, blob.data())) == 0);
                 }
 }
+
+#if defined(LB_HAVE_CUDA)
+// (no device needed: only the library is loaded, nothing is called)
+TEST_CASE("cuBLAS is not linked: the first use loads it with every entry point the backend calls") {
+    const std::string soname = "libcublas.so." + std::to_string(CUBLAS_VER_MAJOR);
+    CHECK(dlopen(soname.c_str(), RTLD_NOW | RTLD_NOLOAD) == nullptr);  // not mapped at start
+    const cuda::Cublas& c = cuda::cublas();
+    CHECK(bool(c.create));
+    CHECK(bool(c.destroy));
+    CHECK(bool(c.set_stream));
+    CHECK(bool(c.gemm_ex));
+    CHECK(bool(c.gemm_strided_batched_ex));
+    void* h = dlopen(soname.c_str(), RTLD_NOW | RTLD_NOLOAD);
+    CHECK(h != nullptr);
+    CHECK(reinterpret_cast<void*>(c.create) == dlsym(h, "cublasCreate_v2"));
+    if (h) dlclose(h);  // (the NOLOAD handle's reference only)
+}
+#endif

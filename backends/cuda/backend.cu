@@ -6,13 +6,12 @@
 // copied in before and outputs copied out after. The node launches are captured into a CUDA
 // graph at every compute and replayed through one instantiated graph (cudaGraphExecUpdate), so
 // a decode step costs one graph launch; LB_CUDA_GRAPHS=0 launches node by node.
-#include <cublas_v2.h>
-
 #include <cstdlib>
 #include <cstring>
 #include <unordered_map>
 #include <vector>
 
+#include "backends/cuda/cublas_lazy.h"
 #include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/ops.cuh"
 #include "models/llama.h"
@@ -161,15 +160,16 @@ class CudaBackend final : public GraphBackend {
  public:
     CudaBackend(std::shared_ptr<DeviceWeights> w, int device) : w_(std::move(w)), device_(w_ ? w_->device : device) {
         require_device(device_);
+        cublas();  // loads cuBLAS (throws when it cannot) before anything needs freeing
         LB_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-        if (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) {
+        if (cublas().create(&blas) != CUBLAS_STATUS_SUCCESS) {
             cudaStreamDestroy(stream);
             throw Error("cuBLAS: cublasCreate failed");
         }
-        cublasSetStream(blas, stream);
+        cublas().set_stream(blas, stream);
     }
     ~CudaBackend() override {
-        cublasDestroy(blas);
+        cublas().destroy(blas);
         cudaStreamDestroy(stream);
     }
     const char* name() const override { return "cuda"; }

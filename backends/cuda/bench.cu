@@ -2,12 +2,11 @@
 // copy bandwidth (the roofline the GEMV kernels are compared with) and the time of one mul_mat
 // of a given weight through the same entry the graph executor uses (backends/cuda/matmul.cu),
 // rotating over copies of the weight larger than L2 together (a DRAM-bound measurement).
-#include <cublas_v2.h>
-
 #include <algorithm>
 #include <memory>
 #include <vector>
 
+#include "backends/cuda/cublas_lazy.h"
 #include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/ops.cuh"
 #include "backends/cuda/qweight.h"
@@ -24,16 +23,17 @@ struct BenchEnv {
     explicit BenchEnv(int device) {
         std::string why;
         if (device_count(&why) == 0) throw Error("no CUDA device: " + why);
+        cublas();  // loads cuBLAS (throws when it cannot) before anything needs freeing
         LB_CUDA_CHECK(cudaSetDevice(device));
         LB_CUDA_CHECK(cudaStreamCreate(&s));
         LB_CUDA_CHECK(cudaEventCreate(&a));
         LB_CUDA_CHECK(cudaEventCreate(&b));
-        LB_CHECK(cublasCreate(&blas) == CUBLAS_STATUS_SUCCESS, "cuBLAS: cublasCreate failed");
-        cublasSetStream(blas, s);
+        LB_CHECK(cublas().create(&blas) == CUBLAS_STATUS_SUCCESS, "cuBLAS: cublasCreate failed");
+        cublas().set_stream(blas, s);
     }
     ~BenchEnv() {
         for (void* p : bufs) cudaFree(p);
-        cublasDestroy(blas);
+        cublas().destroy(blas);
         cudaEventDestroy(a);
         cudaEventDestroy(b);
         cudaStreamDestroy(s);

@@ -15,12 +15,12 @@
 //     views, GQA) with several query columns: cuBLAS strided-batched GEMM, one batch per kv head;
 //     everything else (one query column, odd strides) the generic kernel k_mm_plain.
 // k_gemv_ref (thread per row, dec::weight_at per element) is the device reference of k_gemv.
-#include <cublas_v2.h>
 #include <mma.h>
 
 #include <cstdlib>
 #include <cstring>
 
+#include "backends/cuda/cublas_lazy.h"
 #include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/ops.cuh"
 #include "backends/cuda/qweight.h"
@@ -197,8 +197,9 @@ void launch_gemv(const dec::QWeight& w, const float* x, float* y, cudaStream_t s
 void gemm_blas(cublasHandle_t h, cudaDataType_t dt, const void* a, const void* b, float* c, uint64_t n, uint64_t ncols,
                uint64_t k) {
     const float one = 1.0f, zero = 0.0f;
-    LB_CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(ncols), int(k), &one, a, dt, int(k), b, dt,
-                                 int(k), &zero, c, CUDA_R_32F, int(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    LB_CUBLAS_CHECK(cublas().gemm_ex(h, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(ncols), int(k), &one, a, dt, int(k), b,
+                                     dt, int(k), &zero, c, CUDA_R_32F, int(n), CUBLAS_COMPUTE_32F,
+                                     CUBLAS_GEMM_DEFAULT));
 }
 
 // up to this many columns, GEMV per column beats dequantizing the whole weight
@@ -331,7 +332,7 @@ void run_mul_mat(const Tensor& t, const NodePtrs& p, const MatmulCtx& c) {
         check_launch();
         const int64_t M = x.ne[1], r2 = x.ne[2] / w.ne[2], ncol = r2 * M;
         const float one = 1.0f, zero = 0.0f;
-        LB_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+        LB_CUBLAS_CHECK(cublas().gemm_strided_batched_ex(
             c.blas, CUBLAS_OP_T, CUBLAS_OP_N, int(N), int(ncol), int(K), &one, p.src[0], dt, int(w.nb[1] / es),
             (long long)(w.nb[2] / es), c.scratch, dt, int(K), (long long)(ncol * int64_t(K)), &zero, y, CUDA_R_32F,
             int(N), (long long)(ncol * int64_t(N)), int(w.ne[2]), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
