@@ -242,6 +242,12 @@ class LbfFile {
     const std::vector<TensorInfo>& tensors() const { return tensors_; }
     const TensorInfo* find_tensor(const std::string& name) const;  // nullptr if absent
 
+    // The whole pages of [p, p + n) leave the process's resident memory (madvise DONTNEED): a
+    // later read brings them back from the page cache or the file. For data the runtime has
+    // copied (backends/cpu/tiled.h) and reads no more. Nothing for a from_memory file or a range
+    // outside the mapping.
+    void release(const void* p, uint64_t n) const;
+
     bool verify(const TensorInfo& t) const;             // data checksum matches the directory
     std::vector<std::string> verify_checksums() const;  // names of the tensors that do not match
 

@@ -578,6 +578,17 @@ const TensorInfo* LbfFile::find_tensor(const std::string& name) const {
     return it == by_name_.end() ? nullptr : &tensors_[it->second];
 }
 
+void LbfFile::release(const void* p, uint64_t n) const {
+    if (!mapped_ || n == 0) return;
+    const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE)), lo = uintptr_t(base_), hi = lo + size_;
+    uintptr_t b = uintptr_t(p), e = b + n;
+    if (b < lo || e > hi || e < b) return;
+    b = (b + page - 1) / page * page;
+    e = e / page * page;
+    // a read-only private file mapping: the pages go back to the page cache, nothing is lost
+    if (b < e) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
 bool LbfFile::verify(const TensorInfo& t) const { return lbsum64(t.data, t.nbytes) == t.checksum; }
 
 std::vector<std::string> LbfFile::verify_checksums() const {

@@ -4,12 +4,13 @@
 
 #include <algorithm>
 #include <atomic>
-#include <exception>
-#include <thread>
 #include <cmath>
 #include <cstring>
+#include <exception>
+#include <thread>
 
 #include "backends/cpu/dispatch.h"
+#include "backends/cpu/matmul.h"
 #include "core/error.h"
 #include "core/quant.h"
 #include "formats/lbf.h"
@@ -57,6 +58,17 @@ const CheckpointTensor* LlamaCheckpoint::find(const std::string& name) const {
 LlamaModel::LlamaModel() = default;
 LlamaModel::~LlamaModel() = default;
 
+// The file's pages of a weight whose every product reads its copy leave the resident memory as
+// soon as the copy is made: they stay in the page cache, and what still reads them (e.g. the
+// embedding rows of a tied classifier) brings its pages back. SmolLM2-135M `lowbit run`, peak
+// resident 311 -> 241 MB (context 4096; 219 -> 155 MB at 256).
+void LlamaModel::release_copied(const Tensor& w, const TiledWeight& copy) const {
+    if (!file_ || !copy.nbytes) return;
+    WeightView v = w.weight_view();
+    v.tiles = copy.data.get();
+    if (v.type == Type::a0 || matmul_uses_tiles(v, kernels_best(), 2)) file_->release(w.data, w.nbytes());
+}
+
 void LlamaModel::prepare_cpu_tiles() const {
     std::call_once(tiles_once_, [this] {
         std::vector<const Tensor*> todo;  // each projection weight once (tied output: token_embd)
@@ -76,7 +88,10 @@ void LlamaModel::prepare_cpu_tiles() const {
         std::mutex error_mu;
         auto work = [&] {
             try {
-                for (size_t i; (i = next.fetch_add(1)) < todo.size();) done[i] = make_tiled(todo[i]->weight_view());
+                for (size_t i; (i = next.fetch_add(1)) < todo.size();) {
+                    done[i] = make_tiled(todo[i]->weight_view());
+                    release_copied(*todo[i], done[i]);
+                }
             } catch (...) {
                 std::lock_guard<std::mutex> lk(error_mu);
                 error = std::current_exception();

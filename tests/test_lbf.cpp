@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -681,6 +682,46 @@ TEST_CASE("reader: a flipped data byte is caught by verify_checksums") {
     CHECK(f->verify_checksums() == std::vector<std::string>{"a.1"});
     CHECK(!f->verify(*f->find_tensor("a.1")));
     CHECK(f->verify(*f->find_tensor("a.0")));
+}
+
+// resident pages of this process (Linux /proc/self/statm, second field)
+static uint64_t resident_pages() {
+    std::ifstream f("/proc/self/statm");
+    uint64_t size = 0, resident = 0;
+    f >> size >> resident;
+    return resident;
+}
+
+TEST_CASE("reader: release drops a mapped tensor's pages from the resident set, and its bytes stay") {
+    TempDir td;
+    const std::string path = td.file("big.lbf");
+    const uint64_t n = 8u << 20;  // 8 MiB of f16
+    {
+        Rng r{5};
+        Bytes data(n);
+        for (auto& x : data) x = uint8_t(r.next());
+        LbfWriter w(path);
+        w.add_tensor_owned("big", Type::f16, QParams{}, {n / 2}, std::move(data));
+        w.finish();
+    }
+    const auto f = LbfFile::open(path);
+    const TensorInfo& t = *f->find_tensor("big");
+    REQUIRE(f->verify(t));  // reads every page
+    const uint64_t before = resident_pages(), page = uint64_t(sysconf(_SC_PAGESIZE));
+    f->release(t.data, t.nbytes);
+    const uint64_t after = resident_pages();
+    CHECK(before >= after + (n - 2 * page) / page);  // every whole page of the tensor left
+    CHECK(f->verify(t));                             // and reads back the same bytes
+    // a range outside the mapping, and a file in caller memory (anonymous pages would read back
+    // as zeros): nothing happens
+    Bytes other(n, 0x5a);
+    f->release(other.data(), other.size());
+    Bytes b = read_file(path);
+    const auto m = LbfFile::from_memory(b.data(), b.size());
+    const TensorInfo& tm = *m->find_tensor("big");
+    m->release(tm.data, tm.nbytes);
+    CHECK(m->verify(tm));
+    CHECK(std::count(other.begin(), other.end(), 0x5a) == std::ptrdiff_t(n));
 }
 
 TEST_CASE("reader: random corruption of the index never crashes") {
