@@ -624,12 +624,20 @@ TEST_CASE("the tiled layout holds every code and meta field of the rows it tiles
                 unpack_codes_ref(w.codes(row), p.bits, w.lay.kp, q.data());
                 for (uint64_t i = 0; i < w.lay.kp; ++i) codes_ok &= tiled_code(w, t.data.get(), row, i) == q[i];
                 const MetaRow m = meta_row_of(w, row);
+                const TiledLayout lay = tiled_layout(w);
                 for (uint64_t c = 0; c < tiled_groups(w); ++c) {
-                    auto field = [&](const uint8_t* r, uint32_t f) -> uint32_t {
-                        return f == 0 ? 0 : f == 16 ? uint32_t(r[2 * c] | r[2 * c + 1] << 8) : meta_code(r, f, c);
+                    // the code, raw f16 bits, or (tiles of width 16 for a code) the decoded value
+                    auto field = [&](const uint8_t* r, const uint8_t* tab, uint32_t f, uint32_t tf,
+                                     const MetaMap& map) -> uint32_t {
+                        if (f == 0) return 0;
+                        if (f == 16) return uint32_t(r[2 * c] | r[2 * c + 1] << 8);
+                        if (tf == 16) return f32_to_f16(decode_field_ref(r, tab, f, map, row, c, 0.0f));
+                        return meta_code(r, f, c);
                     };
-                    meta_ok &= tiled_field(w, t.data.get(), false, row, c) == field(m.srow, p.sbits);
-                    meta_ok &= tiled_field(w, t.data.get(), true, row, c) == field(m.zrow, p.zbits);
+                    meta_ok &= tiled_field(w, t.data.get(), false, row, c) ==
+                               field(m.srow, m.stab, p.sbits, lay.sbits, p.smap);
+                    meta_ok &=
+                        tiled_field(w, t.data.get(), true, row, c) == field(m.zrow, m.ztab, p.zbits, lay.zbits, p.zmap);
                 }
             }
             CHECK(codes_ok);
@@ -664,13 +672,13 @@ static double tiled_error(const CpuKernels& kern, WeightView w, uint64_t ncols) 
     return worst;
 }
 
-TEST_CASE("tiled rg kernels equal the q8 reference for every field width and tile-uniform map kind") {
+TEST_CASE("tiled rg kernels equal the q8 reference for every field width and map kind") {
     for (const CpuKernels* kern : kernels_available()) {
         if (!kern->tiles) continue;
         int cases = 0;
-        for (uint32_t sb : {0u, 4u, 8u, 16u})  // the scale widths rg allows
-            for (uint32_t zb : {0u, 1u, 2u, 4u, 8u, 16u})
-                for (int mapkind = 0; mapkind < 4; ++mapkind)
+        for (uint32_t sb : {0u, 4u, 8u, 16u})                  // the scale widths rg allows
+            for (uint32_t zb : {0u, 1u, 2u, 3u, 4u, 8u, 16u})  // (3: decoded in the tiles)
+                for (int mapkind = 0; mapkind < 5; ++mapkind)
                     for (uint64_t G : {3ull, 21ull, 40ull}) {
                         const uint64_t n = 53, k = 8 * G;  // 3 tiles and 5 rows
                         // integer second-level zeros (the decoders skip a rounding) in every
@@ -690,8 +698,10 @@ TEST_CASE("tiled rg kernels equal the q8 reference for every field width and til
                             m.rdiv = 16, m.rstride = uint32_t(G), m.cstride = 1, m.count = uint32_t(4 * G);
                         } else if (mapkind == 2) {  // per group column, wrapping
                             m.cstride = 1, m.period = 11, m.count = 11;
-                        } else {  // one block of all rows, every other entry
+                        } else if (mapkind == 3) {  // one block of all rows, every other entry
                             m.rdiv = 64, m.rstride = 1, m.cstride = 2, m.count = uint32_t(2 * G);
+                        } else {  // per row and group, wrapping (HQQ's group-128 meta): decoded
+                            m.rdiv = 1, m.rstride = uint32_t(G), m.cstride = 1, m.period = 13, m.count = 13;
                         }
                         if (sb && sb <= 8) p.smap = m;
                         if (zb && zb <= 8) p.zmap = m;
@@ -711,7 +721,7 @@ TEST_CASE("tiled rg kernels equal the q8 reference for every field width and til
                             CHECK(tiled_error(*kern, w, ncols) < 1e-5);
                         }
                     }
-        CHECK(cases == 4 * 6 * 4 * 3);
+        CHECK(cases == 4 * 7 * 5 * 3);
     }
 }
 

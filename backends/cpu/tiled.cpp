@@ -19,8 +19,11 @@ static bool code_field_ok(uint32_t f) { return f == 1 || f == 2 || f == 4 || f =
 // the table entry of a coded field does not change within any tile
 static bool tile_uniform(const MetaMap& m, uint64_t n) { return m.rstride == 0 || m.rdiv >= n || m.rdiv % 16 == 0; }
 
-static bool field_ok(uint32_t fbits, const MetaMap& m, uint64_t n) {
-    return fbits == 0 || fbits == 16 || (code_field_ok(fbits) && tile_uniform(m, n));
+// the width of a meta field in the tiles: the weight's, or 16 (decoded f16 values) for a code
+// of another width than 1/2/4/8 or whose table entry changes within a tile
+static uint8_t tile_field_bits(uint32_t fbits, const MetaMap& m, uint64_t n) {
+    if (fbits == 0 || fbits == 16 || (code_field_ok(fbits) && tile_uniform(m, n))) return uint8_t(fbits);
+    return 16;
 }
 
 bool tiled_supported(const WeightView& w) {
@@ -30,8 +33,7 @@ bool tiled_supported(const WeightView& w) {
     if (w.type != Type::rg) return false;
     const QParams& p = w.p;
     if (!code_field_ok(p.bits)) return false;
-    if (!(p.group == 8 || p.group == 16 || p.group % 32 == 0)) return false;
-    return field_ok(p.sbits, p.smap, w.n) && field_ok(p.zbits, p.zmap, w.n);
+    return p.group == 8 || p.group == 16 || p.group % 32 == 0;
 }
 
 // bytes of one field plane of a tile
@@ -64,9 +66,11 @@ TiledLayout tiled_layout(const WeightView& w) {
     TiledLayout t;
     t.ntiles = w.n / kTileRows;
     t.code_bytes = w.lay.kp / (32 / w.p.bits) * 64;
+    t.sbits = tile_field_bits(w.p.sbits, w.p.smap, w.n);
+    t.zbits = tile_field_bits(w.p.zbits, w.p.zmap, w.n);
     t.off_scales = t.code_bytes;
-    t.off_zeros = t.off_scales + align64(field_bytes(w.p.sbits, groups));
-    t.tile_bytes = t.off_zeros + align64(field_bytes(w.p.zbits, groups));
+    t.off_zeros = t.off_scales + align64(field_bytes(t.sbits, groups));
+    t.tile_bytes = t.off_zeros + align64(field_bytes(t.zbits, groups));
     t.nbytes = t.ntiles * t.tile_bytes;
     return t;
 }
@@ -164,13 +168,17 @@ void tile_weight(const WeightView& w, uint8_t* out) {
                 for (uint32_t j = 0; j < 4; ++j) dst[j] = uint8_t(dst[j] | src[4 * t + j] << (p.bits * t));
         }
         for (int zero = 0; zero < 2; ++zero) {
-            const uint32_t f = zero ? p.zbits : p.sbits;
+            const uint32_t f = zero ? t.zbits : t.sbits, wf = zero ? p.zbits : p.sbits;
             if (f == 0) continue;
             const MetaRow m = meta_row_of(w, row);
             const uint8_t* src = zero ? m.zrow : m.srow;
             uint8_t* plane = tile + (zero ? t.off_zeros : t.off_scales);
             for (uint64_t c = 0; c < groups; ++c) {
-                const uint32_t v = row_field(src, f, c);
+                // a code whose tiles hold its decoded value: that value is an f16 (the second
+                // level rounds to f16), so f32_to_f16 is exact
+                const uint32_t v = f == wf ? row_field(src, f, c)
+                                           : f32_to_f16(decode_field_ref(src, zero ? m.ztab : m.stab, wf,
+                                                                         zero ? p.zmap : p.smap, row, c, 0.0f));
                 uint64_t byte;
                 uint32_t shift;
                 field_pos(f, r, c, byte, shift);
@@ -197,7 +205,7 @@ uint32_t tiled_code(const WeightView& w, const uint8_t* tiles, uint64_t row, uin
 uint32_t tiled_field(const WeightView& w, const uint8_t* tiles, bool zero, uint64_t row, uint64_t group) {
     LB_CHECK(w.type != Type::a0, "tiled_field: a0 copies hold decoded meta (a0_scales, a0_zeros)");
     const TiledLayout t = tiled_layout(w);
-    const uint32_t f = zero ? w.p.zbits : w.p.sbits;
+    const uint32_t f = zero ? t.zbits : t.sbits;
     if (f == 0) return 0;
     const uint8_t* plane = tiles + row / kTileRows * t.tile_bytes + (zero ? t.off_zeros : t.off_scales);
     uint64_t byte;

@@ -24,6 +24,14 @@
 //                          unit v holds the field of row r, group P*v + u at bits [F*u, F*u + F).
 //          F = 16:         G units of 32 bytes: the 16 rows' raw f16 values, row r at 2r.
 //          F = 0:          nothing.
+//          F is the weight's field width (TiledLayout::sbits, zbits), or 16 where the weight has
+//          a code of another width or one whose table entry changes within a tile (GreenBit
+//          asym v1: an entry per row; HQQ's group-128 meta: an entry per row and group): the
+//          tiles then hold the decoded values, which are f16 (the second level rounds to f16).
+//          (Such weights ran the row kernels before: 4096x14336 GEMV from DRAM, GreenBit v1
+//          2-bit g32 20-30% -> 87-90%, HQQ 4-bit g64 with 8-bit meta 46% -> 83-84% of the read
+//          bandwidth, counting the file's 2.3 and 4.27 bits per weight; the copies hold 2.56
+//          and 4.5.)
 // Second-level tables, the parameters and the untiled rows stay in the original blob.
 //
 // a0 weights (HQQ axis 0, formats/blocktypes.md): the copy is class-major with the meta decoded.
@@ -55,16 +63,16 @@ struct TiledLayout {
     uint64_t ntiles = 0;
     uint64_t code_bytes = 0;  // per tile
     uint64_t off_scales = 0, off_zeros = 0;
-    uint64_t off_codes = 0;  // a0: the class's code rows
+    uint64_t off_codes = 0;        // a0: the class's code rows
+    uint8_t sbits = 0, zbits = 0;  // rg: the meta field widths of the tiles (see above)
     uint64_t tile_bytes = 0;
     uint64_t nbytes = 0;  // ntiles * tile_bytes
 };
 
 // True when w can be tiled: at least one tile, and either a sign weight (1-bit codes; the
-// vectors stay in the blob) or an rg weight with code bits 1/2/4/8, group 8, 16 or a multiple
-// of 32, and each meta field raw f16, absent, or a 1/2/4/8-bit code whose table entry is the
-// same for the 16 rows of every tile (rstride 0, rdiv >= n, or rdiv a multiple of 16).
-// Every a0 weight (its decoded meta).
+// vectors stay in the blob) or an rg weight with code bits 1/2/4/8 and group 8, 16 or a
+// multiple of 32 (any meta: see the field widths of the layout). Every a0 weight (its decoded
+// meta).
 bool tiled_supported(const WeightView& w);
 // The copy the CPU driver uses with kernel table `k`: a0 always, rg and sign where k has tiled
 // kernels and tiled_supported(w).

@@ -33,8 +33,8 @@ class TileField {
     };
 
     // scratch: 18 floats per group
-    TileField(const WeightView& w, bool zero, float* scratch)
-        : st_(w, zero, scratch), f_(st_.f), kind_(st_.kind), none_(_mm256_set1_ps(zero ? 0.0f : 1.0f)) {
+    TileField(const WeightView& w, const TiledLayout& lay, bool zero, float* scratch)
+        : st_(w, lay, zero, scratch), f_(st_.f), kind_(st_.kind), none_(_mm256_set1_ps(zero ? 0.0f : 1.0f)) {
         if (kind_ == FieldKind::lookup) per_ = 8 / f_;
     }
 
@@ -224,7 +224,7 @@ void rg_tiles(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) {
         }
         return;
     }
-    with_meta(k.w.p, [&](auto m) {  // GEMV: specialised per meta kind pair (tiles_common.h)
+    with_meta(k.w.p, k.lay, [&](auto m) {  // GEMV: specialised per meta kind pair (tiles_common.h)
         for (uint64_t t = t0; t < t1; ++t) {
             k.S.begin_tile(t);
             k.Z.begin_tile(t);

@@ -37,8 +37,8 @@ class TileField {
     };
 
     // scratch: 18 floats per group
-    TileField(const WeightView& w, bool zero, float* scratch)
-        : st_(w, zero, scratch),
+    TileField(const WeightView& w, const TiledLayout& lay, bool zero, float* scratch)
+        : st_(w, lay, zero, scratch),
           f_(st_.f),
           kind_(st_.kind),
           none_(_mm512_set1_ps(zero ? 0.0f : 1.0f)),
@@ -251,7 +251,7 @@ void tile_run(TileCall<TileField>& k, uint64_t t, uint64_t j) {
 // 0.88-0.92 with 2, 1.00-1.03 with 4 (the L3-resident case gains nothing from sharing there).
 template <int BITS, int GK, class M>
 void rg_gemv(TileCall<TileField>& k, uint64_t t0, uint64_t t1) {
-    const bool raw = M::SK == FieldKind::raw || (M::SK == FieldKind::any && field_kind(k.w.p.sbits) == FieldKind::raw);
+    const bool raw = M::SK == FieldKind::raw || (M::SK == FieldKind::any && field_kind(k.lay.sbits) == FieldKind::raw);
     for (uint64_t t = t0; t < t1;) {
         const bool two =
             !raw && t + 1 < t1 && k.S.block_of(t + 1) == k.S.block_of(t) && k.Z.block_of(t + 1) == k.Z.block_of(t);
@@ -283,7 +283,7 @@ void rg_tiles_avx512(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratc
         return;
     }
     // GEMV: specialised per meta kind pair (tiles_common.h)
-    with_meta(k.w.p, [&](auto m) { rg_gemv<BITS, GK, decltype(m)>(k, t0, t1); });
+    with_meta(k.w.p, k.lay, [&](auto m) { rg_gemv<BITS, GK, decltype(m)>(k, t0, t1); });
 }
 
 // ---- sign weights: y = h * (total - 2 * sum over the set bits of xq * xd) ------------------

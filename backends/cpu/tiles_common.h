@@ -70,16 +70,19 @@ LB_INLINE float* column_y(const TiledArgs& a, uint64_t j) { return a.y + j * a.w
 // f(Meta{}) specialised for the kind pairs of the common sources (a switch on the field kinds in
 // the inner loop cost the GreenBit qstatistic 2-bit g8 AVX-512 kernel a fifth of its time),
 // f(AnyMeta{}) for the others
+// (the field widths of the tiles, lay.sbits and lay.zbits, not the weight's)
 template <class F>
-void with_meta(const QParams& p, F&& f) {
+void with_meta(const QParams& p, const TiledLayout& lay, F&& f) {
     using K = FieldKind;
-    const K sk = field_kind(p.sbits), zk = field_kind(p.zbits);
+    const K sk = field_kind(lay.sbits), zk = field_kind(lay.zbits);
     const bool cz = p.zmode == ZeroMode::code;
-    if (sk == K::lookup && zk == K::lookup && p.sbits == 4 && p.zbits == 4 && !cz)  // qstatistic
+    if (sk == K::lookup && zk == K::lookup && lay.sbits == 4 && lay.zbits == 4 && !cz)  // qstatistic
         return f(Meta<K::lookup, 4, K::lookup, 4, 0>{});
-    if (sk == K::direct && zk == K::lookup && cz) {  // asym
-        if (p.zbits == 2) return f(Meta<K::direct, 0, K::lookup, 2, 1>{});
-        if (p.zbits == 4) return f(Meta<K::direct, 0, K::lookup, 4, 1>{});
+    if ((sk == K::direct || sk == K::raw) && zk == K::lookup && cz) {  // asym (v1: decoded scales)
+        if (lay.zbits == 2)
+            return sk == K::raw ? f(Meta<K::raw, 0, K::lookup, 2, 1>{}) : f(Meta<K::direct, 0, K::lookup, 2, 1>{});
+        if (lay.zbits == 4)
+            return sk == K::raw ? f(Meta<K::raw, 0, K::lookup, 4, 1>{}) : f(Meta<K::direct, 0, K::lookup, 4, 1>{});
     }
     if (sk == K::raw && zk == K::raw)  // HQQ plain (code zeros), GGUF (value zeros)
         return cz ? f(Meta<K::raw, 0, K::raw, 0, 1>{}) : f(Meta<K::raw, 0, K::raw, 0, 0>{});
@@ -124,8 +127,8 @@ void with_code_shape(const QParams& p, F&& f) {
 // (row / rdiv) share every group's entry.
 class FieldState {
  public:
-    FieldState(const WeightView& w, bool zero, float* scratch)
-        : f(zero ? w.p.zbits : w.p.sbits),
+    FieldState(const WeightView& w, const TiledLayout& lay, bool zero, float* scratch)
+        : f(zero ? lay.zbits : lay.sbits),
           kind(field_kind(f)),
           groups(w.k / w.p.group),
           vals(scratch),
@@ -212,8 +215,8 @@ struct TileCall {
           lay(tiled_layout(w)),
           groups(w.k / w.p.group),
           nblk((w.k + 31) / 32),
-          S(w, false, scratch),
-          Z(w, true, scratch + 18 * groups),
+          S(w, lay, false, scratch),
+          Z(w, lay, true, scratch + 18 * groups),
           pf_end(w.tiles + t1 * lay.tile_bytes) {}
     const TiledArgs& a;
     const WeightView& w;
