@@ -109,7 +109,8 @@ void gemm_ref(const WeightView& w, const float* x, uint64_t ncols, float* y);
 
 // ---- int8 activations (type q8a) -------------------------------------------------------------
 // One activation row: kp int8 (zero beyond k), kp/32 float scales, kp/8 float sums
-// (s8[u] = d[u/4] * sum of the 8 int8 of unit u).
+// (s8[u] = d[u/4] * sum of the 8 int8 of unit u). quantize_act leaves the sums out where s8 is
+// null (for dot products without zero terms).
 struct QActRow {
     int8_t* q;
     float* d;

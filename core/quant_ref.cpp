@@ -251,7 +251,7 @@ static void quantize_act_scalar(const float* x, uint64_t k, QActRow out) {
                 out.q[i] = int8_t(q);
                 sum += q;
             }
-            out.s8[u / 8] = d * float(sum);
+            if (out.s8) out.s8[u / 8] = d * float(sum);
         }
     }
 }

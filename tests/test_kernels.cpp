@@ -3,6 +3,7 @@
 // outputs; and the q8 path agrees with the float reference within a per-bit-width tolerance.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -99,6 +100,14 @@ TEST_CASE("quantize_act is bit-exact with the reference") {
             ref.quantize_act(x.data(), k, act_row(a.data(), k));
             t->quantize_act(x.data(), k, act_row(b.data(), k));
             CHECK(std::memcmp(a.data(), b.data(), a.size()) == 0);
+            // without the sums (s8 null): the same values and scales, the sums' bytes untouched
+            std::vector<uint8_t> c(act_row_bytes(k), 0xCD);
+            QActRow nos = act_row(c.data(), k);
+            const size_t sums_at = size_t(reinterpret_cast<uint8_t*>(nos.s8) - c.data());
+            nos.s8 = nullptr;
+            t->quantize_act(x.data(), k, nos);
+            CHECK(std::memcmp(a.data(), c.data(), sums_at) == 0);
+            CHECK(std::all_of(c.begin() + std::ptrdiff_t(sums_at), c.end(), [](uint8_t v) { return v == 0xCD; }));
             // the quantized values reproduce x within half a step
             QActRow r = act_row(a.data(), k);
             for (uint64_t i = 0; i < k; ++i)

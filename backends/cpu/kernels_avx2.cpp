@@ -145,7 +145,7 @@ void quantize_act_avx2(const float* x, uint64_t k, QActRow out) {
         __m256i qi[4];
         for (int i = 0; i < 4; ++i) qi[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], idv));
         // unit sums: 8 int32 per vector -> one sum each
-        for (int i = 0; i < 4; ++i) {
+        for (int i = 0; i < 4 && out.s8; ++i) {
             __m128i s = _mm_add_epi32(_mm256_castsi256_si128(qi[i]), _mm256_extracti128_si256(qi[i], 1));
             s = _mm_hadd_epi32(s, s);
             s = _mm_hadd_epi32(s, s);

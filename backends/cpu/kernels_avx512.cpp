@@ -221,6 +221,7 @@ void quantize_act_avx512(const float* x, uint64_t k, QActRow out) {
         const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, idv));
         _mm_storeu_si128(reinterpret_cast<__m128i*>(out.q + b), _mm512_cvtsepi32_epi8(q0));
         _mm_storeu_si128(reinterpret_cast<__m128i*>(out.q + b + 16), _mm512_cvtsepi32_epi8(q1));
+        if (!out.s8) continue;
         // unit sums: unit u = int32 lanes 8u .. 8u+7 of (q0, q1). Adding 128-bit lanes (0, 2) and
         // (1, 3) of q0 and q1 puts unit u's four partial sums in 128-bit lane u; two in-lane swaps
         // finish them (every element of lane u then holds the sum; element 4u is kept).

@@ -205,7 +205,8 @@ void quantize_act_neon(const float* x, uint64_t k, QActRow out) {
         int32x4_t q[8];
         for (int i = 0; i < 8; ++i) q[i] = vcvtnq_s32_f32(vmulq_n_f32(v[i], id));
         // unit u = q[2u], q[2u+1]; s8 = d * float(sum): one rounding, as the reference
-        for (int u = 0; u < 4; ++u) out.s8[b / 8 + u] = d * float(vaddvq_s32(vaddq_s32(q[2 * u], q[2 * u + 1])));
+        if (out.s8)
+            for (int u = 0; u < 4; ++u) out.s8[b / 8 + u] = d * float(vaddvq_s32(vaddq_s32(q[2 * u], q[2 * u + 1])));
         // narrow 32 -> 16 -> 8 bits in order (|q| <= 127: the saturation never applies)
         for (int h = 0; h < 2; ++h) {
             const int16x8_t lo = vcombine_s16(vqmovn_s32(q[4 * h]), vqmovn_s32(q[4 * h + 1]));

@@ -234,6 +234,7 @@ void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
                     if (j == 0) pf.step();
                     const float bias = kern->a0_scale(s16, z16, code_zero, xj, k, xs);
                     QActRow a = act_row(act, k);
+                    a.s8 = nullptr;  // (no zero terms: 4096x14336 q2_g16_a0 L3 0.76-0.79 -> 0.65-0.66 ms)
                     if (j == 0) pf.step();
                     kern->quantize_act(xs, k, a);
                     for (uint64_t t = 0; t < p.group; ++t) {
