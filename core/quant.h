@@ -162,6 +162,8 @@ struct CpuKernels {
     // y = sum_i f16(w[i]) * x[i], n any: GEMV of f16 weights without a converted copy (the
     // optimized ones prefetch 4 KiB ahead: a GEMV streams its rows from DRAM)
     float (*dot_f16)(const uint16_t* w, const float* x, uint64_t n);
+    // the same for bf16 weights (the upper halves of f32 values)
+    float (*dot_bf16)(const uint16_t* w, const float* x, uint64_t n);
     // y[j * ldy] = sum_i f16(w[i]) * x[j * ldx + i] for j < m, n any: one f16 row against m
     // columns, the row converted once (attention over an f16 KV cache: a key or value row and
     // the query heads that share it)
@@ -202,6 +204,7 @@ CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint
                         void (*cvt_f16)(const uint16_t*, float*, uint64_t),
                         void (*cvt_to_f16)(const float*, uint16_t*, uint64_t),
                         float (*dot_f16)(const uint16_t*, const float*, uint64_t),
+                        float (*dot_bf16)(const uint16_t*, const float*, uint64_t),
                         void (*swiglu)(const float*, const float*, float*, uint64_t),
                         void (*dot_f16_cols)(const uint16_t*, uint64_t, const float*, uint64_t, uint64_t, float*,
                                              uint64_t),

@@ -285,6 +285,12 @@ static float dot_f16_scalar(const uint16_t* w, const float* x, uint64_t n) {
     return acc;
 }
 
+static float dot_bf16_scalar(const uint16_t* w, const float* x, uint64_t n) {
+    float acc = 0;
+    for (uint64_t i = 0; i < n; ++i) acc += bf16_to_f32(w[i]) * x[i];
+    return acc;
+}
+
 static float a0_scale_scalar(const uint16_t* s, const uint16_t* z, bool code_zero, const float* x, uint64_t k,
                              float* xs) {
     float bias = 0;
@@ -341,6 +347,7 @@ CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint
                         void (*cvt_f16)(const uint16_t*, float*, uint64_t),
                         void (*cvt_to_f16)(const float*, uint16_t*, uint64_t),
                         float (*dot_f16)(const uint16_t*, const float*, uint64_t),
+                        float (*dot_bf16)(const uint16_t*, const float*, uint64_t),
                         void (*swiglu)(const float*, const float*, float*, uint64_t),
                         void (*dot_f16_cols)(const uint16_t*, uint64_t, const float*, uint64_t, uint64_t, float*,
                                              uint64_t),
@@ -361,6 +368,7 @@ CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint
     k.cvt_f16 = cvt_f16;
     k.cvt_to_f16 = cvt_to_f16;
     k.dot_f16 = dot_f16;
+    k.dot_bf16 = dot_bf16;
     k.swiglu = swiglu;
     k.dot_f16_cols = dot_f16_cols;
     k.exp_sum = exp_sum;
@@ -370,10 +378,10 @@ CpuKernels make_kernels(const char* isa, void (*quantize_act)(const float*, uint
 }
 
 const CpuKernels& kernels_ref() {
-    static const CpuKernels k =
-        make_kernels("ref", quantize_act_scalar, dot_ref<1>, dot_ref<2>, dot_ref<3>, dot_ref<4>, dot_ref<8>,
-                     dot_f32_scalar, decode_meta_ref, cvt_f16_scalar, cvt_to_f16_scalar, dot_f16_scalar, swiglu_scalar,
-                     dot_f16_cols_scalar, exp_sum_scalar, a0_scale_scalar, a0_bits1_scalar);
+    static const CpuKernels k = make_kernels("ref", quantize_act_scalar, dot_ref<1>, dot_ref<2>, dot_ref<3>, dot_ref<4>,
+                                             dot_ref<8>, dot_f32_scalar, decode_meta_ref, cvt_f16_scalar,
+                                             cvt_to_f16_scalar, dot_f16_scalar, dot_bf16_scalar, swiglu_scalar,
+                                             dot_f16_cols_scalar, exp_sum_scalar, a0_scale_scalar, a0_bits1_scalar);
     return k;
 }
 

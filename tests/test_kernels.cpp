@@ -60,6 +60,7 @@ TEST_CASE("every kernel table is complete and no entry is the reference") {
         REQUIRE(bool(t->a0_scale));
         REQUIRE(bool(t->a0_bits1));
         REQUIRE(bool(t->dot_f16));
+        REQUIRE(bool(t->dot_bf16));
         REQUIRE(bool(t->swiglu));
         REQUIRE(bool(t->dot_f16_cols));
         REQUIRE(bool(t->exp_sum));
@@ -81,6 +82,7 @@ TEST_CASE("every kernel table is complete and no entry is the reference") {
             CHECK_MESSAGE(bool(t->a0_scale != ref.a0_scale), "falls back");
             CHECK_MESSAGE(bool(t->a0_bits1 != ref.a0_bits1), "falls back");
             CHECK_MESSAGE(bool(t->dot_f16 != ref.dot_f16), "falls back");
+            CHECK_MESSAGE(bool(t->dot_bf16 != ref.dot_bf16), "falls back");
             CHECK_MESSAGE(bool(t->swiglu != ref.swiglu), "falls back");
             CHECK_MESSAGE(bool(t->dot_f16_cols != ref.dot_f16_cols), "falls back");
             CHECK_MESSAGE(bool(t->exp_sum != ref.exp_sum), "falls back");
@@ -435,20 +437,22 @@ TEST_CASE("cvt_to_f16 rounds like f32_to_f16, with tails") {
     }
 }
 
-TEST_CASE("dot_f16 equals the reference for every length, with tails") {
+TEST_CASE("dot_f16 and dot_bf16 equal the reference for every length, with tails") {
     Rng r{77};
-    for (uint64_t n : {0ull, 1ull, 7ull, 16ull, 31ull, 32ull, 33ull, 100ull, 2048ull, 4103ull}) {
-        std::vector<uint16_t> w(n);
-        for (auto& v : w) v = f32_to_f16(r.normal());
-        const std::vector<float> x = randvec(n, n + 5);
-        double mag = 1e-30;
-        for (uint64_t i = 0; i < n; ++i) mag += std::fabs(double(f16_to_f32(w[i])) * x[i]);
-        const float ref = kernels_ref().dot_f16(w.data(), x.data(), n);
-        for (const CpuKernels* t : kernels_available()) {
-            INFO("isa " << std::string(t->isa) << " n " << n);
-            CHECK(std::fabs(double(t->dot_f16(w.data(), x.data(), n)) - ref) <= 1e-6 * mag);
+    for (bool bf : {false, true})
+        for (uint64_t n : {0ull, 1ull, 7ull, 16ull, 31ull, 32ull, 33ull, 100ull, 2048ull, 4103ull}) {
+            std::vector<uint16_t> w(n);
+            for (auto& v : w) v = bf ? f32_to_bf16(r.normal()) : f32_to_f16(r.normal());
+            const std::vector<float> x = randvec(n, n + 5);
+            double mag = 1e-30;
+            for (uint64_t i = 0; i < n; ++i) mag += std::fabs(double(bf ? bf16_to_f32(w[i]) : f16_to_f32(w[i])) * x[i]);
+            auto dot = [&](const CpuKernels& t) { return (bf ? t.dot_bf16 : t.dot_f16)(w.data(), x.data(), n); };
+            const float ref = dot(kernels_ref());
+            for (const CpuKernels* t : kernels_available()) {
+                INFO("isa " << std::string(t->isa) << " n " << n << " bf16 " << bf);
+                CHECK(std::fabs(double(dot(*t)) - ref) <= 1e-6 * mag);
+            }
         }
-    }
 }
 
 TEST_CASE("dot_f16_cols equals the reference for every column count and length, with tails") {

@@ -448,19 +448,27 @@ void cvt_f16_avx2(const uint16_t* src, float* dst, uint64_t n) {
 }
 
 // 8 inputs per step: byte -> lane mask by comparing with the lane's bit
-// 16 weights per step (F16C conversion), prefetch 4 KiB ahead once per 64 bytes
-float dot_f16_avx2(const uint16_t* w, const float* x, uint64_t n) {
+// 8 f16 (BF false, F16C) or bf16 (true) values -> floats
+template <bool BF>
+inline __m256 h16_ps(__m128i h) {
+    if constexpr (BF) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    return _mm256_cvtph_ps(h);
+}
+
+// 16 weights per step, prefetch 4 KiB ahead once per 64 bytes
+template <bool BF>
+float dot_h16_avx2(const uint16_t* w, const float* x, uint64_t n) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     uint64_t i = 0;
     for (; i + 16 <= n; i += 16) {
         if (i % 32 == 0) _mm_prefetch(reinterpret_cast<const char*>(w + i + 2048), _MM_HINT_T0);
-        acc0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i))),
+        acc0 = _mm256_fmadd_ps(h16_ps<BF>(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i))),
                                _mm256_loadu_ps(x + i), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i + 8))),
+        acc1 = _mm256_fmadd_ps(h16_ps<BF>(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i + 8))),
                                _mm256_loadu_ps(x + i + 8), acc1);
     }
     float s = hsum(_mm256_add_ps(acc0, acc1));
-    for (; i < n; ++i) s += f16_to_f32(w[i]) * x[i];
+    for (; i < n; ++i) s += (BF ? bf16_to_f32(w[i]) : f16_to_f32(w[i])) * x[i];
     return s;
 }
 
@@ -468,10 +476,10 @@ float dot_f16_avx2(const uint16_t* w, const float* x, uint64_t n) {
 
 const CpuKernels& kernels_avx2() {
     static const CpuKernels k = [] {
-        CpuKernels t =
-            make_kernels("avx2", quantize_act_avx2, dot_avx2<1>, dot_avx2<2>, dot_avx2<3>, dot_avx2<4>, dot_avx2<8>,
-                         dot_f32_avx2, decode_meta_avx2, cvt_f16_avx2, cvt_to_f16_avx2, dot_f16_avx2, swiglu_avx2,
-                         dot_f16_cols_avx2, exp_sum_avx2, a0_scale_avx2, a0_bits1_avx2);
+        CpuKernels t = make_kernels("avx2", quantize_act_avx2, dot_avx2<1>, dot_avx2<2>, dot_avx2<3>, dot_avx2<4>,
+                                    dot_avx2<8>, dot_f32_avx2, decode_meta_avx2, cvt_f16_avx2, cvt_to_f16_avx2,
+                                    dot_h16_avx2<false>, dot_h16_avx2<true>, swiglu_avx2, dot_f16_cols_avx2,
+                                    exp_sum_avx2, a0_scale_avx2, a0_bits1_avx2);
         t.tiles = tiles_avx2;  // tiles_avx2.cpp
         return t;
     }();

@@ -543,21 +543,28 @@ void cvt_f16_avx512(const uint16_t* src, float* dst, uint64_t n) {
     }
 }
 
+// 16 f16 (BF false) or bf16 (true) values -> floats
+template <bool BF>
+inline __m512 h16_ps(__m256i h) {
+    if constexpr (BF) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    return _mm512_cvtph_ps(h);
+}
+
 // 32 weights per step, the last step masked; prefetch 4 KiB ahead, one line per step
-float dot_f16_avx512(const uint16_t* w, const float* x, uint64_t n) {
+template <bool BF>
+float dot_h16_avx512(const uint16_t* w, const float* x, uint64_t n) {
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     uint64_t i = 0;
     for (; i + 32 <= n; i += 32) {
         _mm_prefetch(reinterpret_cast<const char*>(w + i + 2048), _MM_HINT_T0);
-        acc0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i))),
+        acc0 = _mm512_fmadd_ps(h16_ps<BF>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i))),
                                _mm512_loadu_ps(x + i), acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i + 16))),
+        acc1 = _mm512_fmadd_ps(h16_ps<BF>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i + 16))),
                                _mm512_loadu_ps(x + i + 16), acc1);
     }
     for (; i < n; i += 16) {  // at most two more, the last one masked
         const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
-        acc0 =
-            _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w + i)), _mm512_maskz_loadu_ps(m, x + i), acc0);
+        acc0 = _mm512_fmadd_ps(h16_ps<BF>(_mm256_maskz_loadu_epi16(m, w + i)), _mm512_maskz_loadu_ps(m, x + i), acc0);
     }
     return hsum(_mm512_add_ps(acc0, acc1));
 }
@@ -570,8 +577,8 @@ const CpuKernels& kernels_avx512() {
     static const CpuKernels k = [] {
         CpuKernels t = make_kernels("avx512", quantize_act_avx512, dot_avx512<1>, dot_avx512<2>, dot_avx512<3>,
                                     dot_avx512<4>, dot_avx512<8>, dot_f32_avx512, decode_meta_avx512, cvt_f16_avx512,
-                                    cvt_to_f16_avx512, dot_f16_avx512, swiglu_avx512, dot_f16_cols_avx512,
-                                    exp_sum_avx512, a0_scale_avx512, a0_bits1_avx512);
+                                    cvt_to_f16_avx512, dot_h16_avx512<false>, dot_h16_avx512<true>, swiglu_avx512,
+                                    dot_f16_cols_avx512, exp_sum_avx512, a0_scale_avx512, a0_bits1_avx512);
         t.tiles = cpu_has_gfni() ? tiles_avx512 : tiles_avx2;  // tiles_avx512_gfni.cpp, tiles_avx2.cpp
         return t;
     }();

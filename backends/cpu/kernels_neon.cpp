@@ -500,20 +500,28 @@ void cvt_f16_neon(const uint16_t* src, float* dst, uint64_t n) {
 }
 
 // 4 inputs per step: a nibble -> lane mask by testing the lane's bit
-// 16 weights per step: two 8-lane f16 loads widened to four f32 vectors
-float dot_f16_neon(const uint16_t* w, const float* x, uint64_t n) {
+// the low (H 0) or high (H 1) 4 of 8 f16 (BF false) or bf16 (true) values -> floats
+template <bool BF, int H>
+inline float32x4_t h16_f32(uint16x8_t v) {
+    if constexpr (BF) return vreinterpretq_f32_u32(vshll_n_u16(H ? vget_high_u16(v) : vget_low_u16(v), 16));
+    const float16x8_t f = vreinterpretq_f16_u16(v);
+    return H ? vcvt_high_f32_f16(f) : vcvt_f32_f16(vget_low_f16(f));
+}
+
+// 16 weights per step: two 8-lane loads widened to four f32 vectors
+template <bool BF>
+float dot_h16_neon(const uint16_t* w, const float* x, uint64_t n) {
     float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0), acc2 = vdupq_n_f32(0), acc3 = vdupq_n_f32(0);
     uint64_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        const float16x8_t a = vreinterpretq_f16_u16(vld1q_u16(w + i));
-        const float16x8_t b = vreinterpretq_f16_u16(vld1q_u16(w + i + 8));
-        acc0 = vfmaq_f32(acc0, vcvt_f32_f16(vget_low_f16(a)), vld1q_f32(x + i));
-        acc1 = vfmaq_f32(acc1, vcvt_high_f32_f16(a), vld1q_f32(x + i + 4));
-        acc2 = vfmaq_f32(acc2, vcvt_f32_f16(vget_low_f16(b)), vld1q_f32(x + i + 8));
-        acc3 = vfmaq_f32(acc3, vcvt_high_f32_f16(b), vld1q_f32(x + i + 12));
+        const uint16x8_t a = vld1q_u16(w + i), b = vld1q_u16(w + i + 8);
+        acc0 = vfmaq_f32(acc0, h16_f32<BF, 0>(a), vld1q_f32(x + i));
+        acc1 = vfmaq_f32(acc1, h16_f32<BF, 1>(a), vld1q_f32(x + i + 4));
+        acc2 = vfmaq_f32(acc2, h16_f32<BF, 0>(b), vld1q_f32(x + i + 8));
+        acc3 = vfmaq_f32(acc3, h16_f32<BF, 1>(b), vld1q_f32(x + i + 12));
     }
     float s = vaddvq_f32(vaddq_f32(vaddq_f32(acc0, acc1), vaddq_f32(acc2, acc3)));
-    for (; i < n; ++i) s += f16_to_f32(w[i]) * x[i];
+    for (; i < n; ++i) s += (BF ? bf16_to_f32(w[i]) : f16_to_f32(w[i])) * x[i];
     return s;
 }
 
@@ -522,8 +530,8 @@ float dot_f16_neon(const uint16_t* w, const float* x, uint64_t n) {
 const CpuKernels& kernels_neon() {
     static const CpuKernels k =
         make_kernels("neon", quantize_act_neon, dot_neon<1>, dot_neon<2>, dot_neon<3>, dot_neon<4>, dot_neon<8>,
-                     dot_f32_neon, decode_meta_neon, cvt_f16_neon, cvt_to_f16_neon, dot_f16_neon, swiglu_neon,
-                     dot_f16_cols_neon, exp_sum_neon, a0_scale_neon, a0_bits1_neon);
+                     dot_f32_neon, decode_meta_neon, cvt_f16_neon, cvt_to_f16_neon, dot_h16_neon<false>,
+                     dot_h16_neon<true>, swiglu_neon, dot_f16_cols_neon, exp_sum_neon, a0_scale_neon, a0_bits1_neon);
     return k;
 }
 
