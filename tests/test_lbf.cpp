@@ -710,7 +710,9 @@ TEST_CASE("reader: release drops a mapped tensor's pages from the resident set, 
     const uint64_t before = resident_pages(), page = uint64_t(sysconf(_SC_PAGESIZE));
     f->release(t.data, t.nbytes);
     const uint64_t after = resident_pages();
-    CHECK(before >= after + (n - 2 * page) / page);  // every whole page of the tensor left
+    // the tensor's whole pages (2046 or more) left; a few pages of slack for the rest of the
+    // process (under qemu-user the count is the emulator's)
+    CHECK(before >= after + (n - 2 * page) / page - 64);
     CHECK(f->verify(t));                             // and reads back the same bytes
     // a range outside the mapping, and a file in caller memory (anonymous pages would read back
     // as zeros): nothing happens
