@@ -699,7 +699,8 @@ TEST_CASE("tiled rg kernels equal the q8 reference for every field width and map
                         // table has more than one (the row block of tile 1 then does not)
                         const bool int_zeros = (sb + zb + G + uint64_t(mapkind)) % 2 == 0;
                         QParams p;
-                        p.bits = uint8_t(1u << ((sb + zb + G) % 4));  // 1, 2, 4, 8 in turn
+                        const uint8_t widths[] = {1, 2, 3, 4, 8};
+                        p.bits = widths[(sb + zb + G + uint64_t(mapkind)) % 5];  // in turn
                         p.group = 8;
                         p.sbits = uint8_t(sb);
                         p.zbits = uint8_t(zb);

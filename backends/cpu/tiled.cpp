@@ -32,7 +32,7 @@ bool tiled_supported(const WeightView& w) {
     if (w.type == Type::sign) return true;  // 1-bit codes, no meta fields
     if (w.type != Type::rg) return false;
     const QParams& p = w.p;
-    if (!code_field_ok(p.bits)) return false;
+    if (!code_field_ok(p.bits) && p.bits != 3) return false;
     return p.group == 8 || p.group == 16 || p.group % 32 == 0;
 }
 
@@ -65,7 +65,7 @@ TiledLayout tiled_layout(const WeightView& w) {
     const uint64_t groups = tiled_groups(w);
     TiledLayout t;
     t.ntiles = w.n / kTileRows;
-    t.code_bytes = w.lay.kp / (32 / w.p.bits) * 64;
+    t.code_bytes = w.lay.kp / 32 * 64 * w.p.bits;  // 64 * bits per 32 inputs
     t.sbits = tile_field_bits(w.p.sbits, w.p.smap, w.n);
     t.zbits = tile_field_bits(w.p.zbits, w.p.zmap, w.n);
     t.off_scales = t.code_bytes;
@@ -75,8 +75,14 @@ TiledLayout tiled_layout(const WeightView& w) {
     return t;
 }
 
-// position of (tile row r, input i) in a tile's codes: byte offset and bit shift
+// position of (tile row r, input i) in a tile's codes: byte offset and bit shift (3 bits: of the
+// low two bits; the high bit is at byte 192 * (i / 32) + 128 + 4r + i % 4, bit (i % 32) / 4)
 static void code_pos(uint32_t bits, uint64_t r, uint64_t i, uint64_t& byte, uint32_t& shift) {
+    if (bits == 3) {
+        code_pos(2, r, i % 32, byte, shift);
+        byte += 192 * (i / 32);
+        return;
+    }
     const uint64_t per_unit = 32 / bits;  // inputs per unit
     const uint64_t u = i / per_unit, in = i % per_unit;
     byte = u * 64 + 4 * r + in % 4;
@@ -160,12 +166,24 @@ void tile_weight(const WeightView& w, uint8_t* out) {
         uint8_t* tile = out + row / kTileRows * t.tile_bytes;
         const uint64_t r = row % kTileRows;
         unpack_codes_ref(w.codes(row), p.bits, kp, q.data());
-        const uint32_t per_unit = 32 / p.bits, quads = 8 / p.bits;  // code_pos, unrolled
-        for (uint64_t u = 0; u < kp / per_unit; ++u) {
-            uint8_t* dst = tile + u * 64 + 4 * r;
-            const uint8_t* src = q.data() + u * per_unit;
-            for (uint32_t t = 0; t < quads; ++t)
-                for (uint32_t j = 0; j < 4; ++j) dst[j] = uint8_t(dst[j] | src[4 * t + j] << (p.bits * t));
+        if (p.bits == 3) {  // per 32 inputs: their low two bits as 2-bit units, then the high bits
+            for (uint64_t b = 0; b < kp / 32; ++b)
+                for (uint32_t t = 0; t < 8; ++t)
+                    for (uint32_t j = 0; j < 4; ++j) {
+                        const uint32_t v = q[32 * b + 4 * t + j];
+                        uint8_t* lo = tile + 192 * b + 64 * (t / 4) + 4 * r + j;
+                        uint8_t* hi = tile + 192 * b + 128 + 4 * r + j;
+                        *lo = uint8_t(*lo | (v & 3u) << (2 * (t % 4)));
+                        *hi = uint8_t(*hi | (v >> 2) << t);
+                    }
+        } else {
+            const uint32_t per_unit = 32 / p.bits, quads = 8 / p.bits;  // code_pos, unrolled
+            for (uint64_t u = 0; u < kp / per_unit; ++u) {
+                uint8_t* dst = tile + u * 64 + 4 * r;
+                const uint8_t* src = q.data() + u * per_unit;
+                for (uint32_t t = 0; t < quads; ++t)
+                    for (uint32_t j = 0; j < 4; ++j) dst[j] = uint8_t(dst[j] | src[4 * t + j] << (p.bits * t));
+            }
         }
         for (int zero = 0; zero < 2; ++zero) {
             const uint32_t f = zero ? t.zbits : t.sbits, wf = zero ? p.zbits : p.sbits;
@@ -198,8 +216,12 @@ uint32_t tiled_code(const WeightView& w, const uint8_t* tiles, uint64_t row, uin
     const TiledLayout t = tiled_layout(w);
     uint64_t byte;
     uint32_t shift;
+    const uint8_t* tile = tiles + row / kTileRows * t.tile_bytes;
     code_pos(w.p.bits, row % kTileRows, i, byte, shift);
-    return (tiles[row / kTileRows * t.tile_bytes + byte] >> shift) & ((1u << w.p.bits) - 1u);
+    if (w.p.bits == 3)
+        return ((tile[byte] >> shift) & 3u) |
+               ((tile[192 * (i / 32) + 128 + 4 * (row % kTileRows) + i % 4] >> (i % 32 / 4)) & 1u) << 2;
+    return (tile[byte] >> shift) & ((1u << w.p.bits) - 1u);
 }
 
 uint32_t tiled_field(const WeightView& w, const uint8_t* tiles, bool zero, uint64_t row, uint64_t group) {

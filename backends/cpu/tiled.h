@@ -19,6 +19,8 @@
 //   codes (bits b = 1, 2, 4, 8): kp / U units of 64 bytes, U = 32 / b inputs per unit. Byte 4r + j
 //          of unit u holds, at bits [b*t, b*t + b), the code of tile row r at input u*U + 4t + j,
 //          for t < 8 / b ("quad" t of the unit: 4 inputs of 16 rows).
+//          b = 3: per 32 inputs, 192 bytes: the codes' low two bits as two 2-bit units, then
+//          their high bits as one 1-bit unit (the kernels put the two together per quad).
 //   scale plane, then zero plane (each 64-byte aligned), a field of F bits per row and group:
 //          F = 1, 2, 4, 8: ceil(G / P) units of 16 bytes, P = 8 / F fields per byte; byte r of
 //                          unit v holds the field of row r, group P*v + u at bits [F*u, F*u + F).
@@ -70,7 +72,7 @@ struct TiledLayout {
 };
 
 // True when w can be tiled: at least one tile, and either a sign weight (1-bit codes; the
-// vectors stay in the blob) or an rg weight with code bits 1/2/4/8 and group 8, 16 or a
+// vectors stay in the blob) or an rg weight with code bits 1/2/3/4/8 and group 8, 16 or a
 // multiple of 32 (any meta: see the field widths of the layout). Every a0 weight (its decoded
 // meta).
 bool tiled_supported(const WeightView& w);

@@ -130,15 +130,25 @@ class TileField {
 template <int BITS, int Q0, int NQ>
 LB_INLINE __m256i half_isum(const uint8_t* blk, int h, const int8_t* xb) {
     static_assert(NQ <= 8, "int16 sums of at most 8 quads");
-    constexpr int per_unit = BITS == 8 ? 1 : 8 / BITS;
-    const __m256i nib = _mm256_set1_epi8(BITS == 8 ? 15 : char((1 << BITS) - 1));
+    constexpr int LB = BITS == 3 ? 2 : BITS;  // 3 bits: two in 2-bit units, the third from the 1-bit unit at 128
+    constexpr int per_unit = LB == 8 ? 1 : 8 / LB;
+    const __m256i nib = _mm256_set1_epi8(LB == 8 ? 15 : char((1 << LB) - 1));
     __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
     static_for<NQ>([&](auto i) LB_LAMBDA_INLINE {
         constexpr int q = Q0 + decltype(i)::value;
-        constexpr int sh = BITS == 8 ? 0 : BITS * (q % per_unit);
+        constexpr int sh = LB == 8 ? 0 : LB * (q % per_unit);
         const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk + (q / per_unit) * 64 + 32 * h));
         const __m256i x = _mm256_set1_epi32(int(load_u32(reinterpret_cast<const uint8_t*>(xb) + 4 * q)));
-        const __m256i f = _mm256_and_si256(sh ? _mm256_srli_epi16(v, sh) : v, nib);
+        __m256i f = _mm256_and_si256(sh ? _mm256_srli_epi16(v, sh) : v, nib);
+        if constexpr (BITS == 3) {  // bit q of the high-bit byte to bit 2
+            const __m256i v1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * h));
+            __m256i t;
+            if constexpr (q >= 2)
+                t = _mm256_srli_epi16(v1, q - 2);
+            else
+                t = _mm256_slli_epi16(v1, 2 - q);
+            f = _mm256_or_si256(f, _mm256_and_si256(t, _mm256_set1_epi8(4)));
+        }
         lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(f, x));
         if constexpr (BITS == 8)
             hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), nib), x));

@@ -126,6 +126,12 @@ class TileField {
 // codes of quad QI (0..7) of a 32-input block of a tile: 64 bytes, byte 4r + j = row r, input 4*QI + j
 template <int BITS, int QI>
 inline __m512i tile_quad(const uint8_t* blk) {
+    if constexpr (BITS == 3) {  // the low two bits (2-bit units), the high bit moved to bit 2
+        constexpr uint64_t matrix = (uint64_t(1) << QI) << (8 * (7 - 2));
+        const __m512i hi =
+            _mm512_gf2p8affine_epi64_epi8(_mm512_load_si512(blk + 128), _mm512_set1_epi64(int64_t(matrix)), 0);
+        return _mm512_or_si512(tile_quad<2, QI>(blk), hi);
+    }
     constexpr int per_unit = 8 / BITS;  // quads per 64-byte unit
     constexpr int sh = BITS * (QI % per_unit);
     const __m512i v = _mm512_load_si512(blk + (QI / per_unit) * 64);

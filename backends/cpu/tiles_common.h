@@ -100,7 +100,7 @@ LB_INLINE void with_int_zeros(bool iz, F&& f) {
     f(std::false_type{});
 }
 
-// f(BITS, GK) as integral constants for the code width (1, 2, 4, 8) and the group the kernels are
+// f(BITS, GK) as integral constants for the code width (1, 2, 3, 4, 8) and the group the kernels are
 // written for (8, 16, or 32 for any multiple of 32) of an rg weight
 template <class F>
 void with_code_shape(const QParams& p, F&& f) {
@@ -114,6 +114,8 @@ void with_code_shape(const QParams& p, F&& f) {
             return g(std::integral_constant<int, 1>{});
         case 2:
             return g(std::integral_constant<int, 2>{});
+        case 3:
+            return g(std::integral_constant<int, 3>{});
         case 4:
             return g(std::integral_constant<int, 4>{});
         default:
