@@ -66,7 +66,7 @@ void LlamaModel::release_copied(const Tensor& w, const TiledWeight& copy) const 
     if (!file_ || !copy.nbytes) return;
     WeightView v = w.weight_view();
     v.tiles = copy.data.get();
-    if (v.type == Type::a0 || matmul_uses_tiles(v, kernels_best(), 2)) file_->release(w.data, w.nbytes());
+    if (v.type == Type::a0 || matmul_uses_tiles(v, kernels_best())) file_->release(w.data, w.nbytes());
 }
 
 void LlamaModel::prepare_cpu_tiles() const {

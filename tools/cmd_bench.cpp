@@ -413,8 +413,7 @@ int bench_kernels(int argc, char** argv) {
                 }
                 const double s = median(t);
                 Result res = make_result(pr.name, where == 0 ? "L3" : "DRAM", k, n, ncols, bytes, s, case_bw);
-                if (copy)
-                    res.layout = !tiled ? "meta f16" : matmul_uses_tiles(views[0], kern, ncols) ? "tiles16" : "rows";
+                if (copy) res.layout = !tiled ? "meta f16" : matmul_uses_tiles(views[0], kern) ? "tiles16" : "rows";
                 results.push_back(res);
                 std::printf(
                     "| %s | %llux%llu | %llu | %s%s | %s | %.3f | %.1f | %.1f | %.1f | %s |\n", res.type.c_str(),

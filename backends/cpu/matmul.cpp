@@ -69,12 +69,12 @@ static ActRows shared_rows(const Matmul& mm) {
 }
 
 // rg and sign weights with a tiled copy: the kernel table runs tiles of 16 rows
-// (backends/cpu/tiled.h); the rows after the last whole tile go through the row kernels. Not the
-// GEMM of groups of 8 or 16 inputs: a tile decodes its rows' meta again for every column, the
-// row kernels once per row for a block of columns (q2_g8 4096x14336 x 512 columns: AVX-512
-// 330 ms tiled, 281 rows; AVX2 826 and 474).
-bool matmul_uses_tiles(const WeightView& w, const CpuKernels& kern, uint64_t ncols) {
-    return w.tiles && kern.tiles && (w.type == Type::sign || (w.type == Type::rg && (ncols == 1 || w.p.group >= 32)));
+// (backends/cpu/tiled.h), GEMV and GEMM; the rows after the last whole tile go through the row
+// kernels. (The GEMM of groups of 8 or 16 inputs ran the row kernels while the tiles decoded
+// their meta for every column; decoded once per tile, 4096x14336 x 512 columns, AVX-512 / AVX2:
+// q2_g8 265-273 -> 126-133 / 492 -> 195 ms, q2_g16 245-256 -> 80-81 / 449 -> 164 ms.)
+bool matmul_uses_tiles(const WeightView& w, const CpuKernels& kern) {
+    return w.tiles && kern.tiles && (w.type == Type::sign || w.type == Type::rg);
 }
 
 uint64_t Matmul::thread_bytes(const WeightView& w) {
@@ -93,8 +93,7 @@ uint64_t Matmul::thread_bytes(const WeightView& w) {
 }
 
 uint64_t Matmul::units() const {
-    if (matmul_uses_tiles(*w, *kern, ncols))
-        return w->n / kTileRows + (w->n % kTileRows ? 1 : 0);  // the last: the rest
+    if (matmul_uses_tiles(*w, *kern)) return w->n / kTileRows + (w->n % kTileRows ? 1 : 0);  // the last: the rest
     return w->type == Type::a0 ? w->n / w->p.group : w->n;
 }
 
@@ -147,7 +146,7 @@ void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
         }
         ts += private_bytes(*w);
     }
-    if (matmul_uses_tiles(*w, *kern, ncols)) {
+    if (matmul_uses_tiles(*w, *kern)) {
         const uint64_t ntiles = n / kTileRows;
         const TiledArgs args{w, ncols, av.act, av.act_stride, av.sums, av.sums_stride, y};
         if (ub < ntiles) kern->tiles(args, ub, std::min(ue, ntiles), reinterpret_cast<float*>(ts));

@@ -22,8 +22,8 @@
 
 namespace lb {
 
-// Whether a product of w (with its tiled copy, if any) by ncols columns runs the tiled kernels.
-bool matmul_uses_tiles(const WeightView& w, const CpuKernels& kern, uint64_t ncols);
+// Whether a product of w (with its tiled copy, if any) runs the tiled kernels.
+bool matmul_uses_tiles(const WeightView& w, const CpuKernels& kern);
 
 struct Matmul {
     const WeightView* w = nullptr;

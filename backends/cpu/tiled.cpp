@@ -237,7 +237,7 @@ uint32_t tiled_field(const WeightView& w, const uint8_t* tiles, bool zero, uint6
     return (plane[byte] >> shift) & ((1u << f) - 1u);
 }
 
-uint64_t tiled_scratch_floats(const WeightView& w) { return 2 * 18 * tiled_groups(w); }
+uint64_t tiled_scratch_floats(const WeightView& w) { return 2 * 34 * tiled_groups(w); }
 
 uint64_t tiled_groups(const WeightView& w) { return w.type == Type::rg ? w.k / w.p.group : 0; }
 

@@ -107,7 +107,7 @@ uint32_t tiled_field(const WeightView& w, const uint8_t* tiles, bool zero, uint6
 uint64_t tiled_groups(const WeightView& w);
 
 // Floats of scratch a CpuKernels::tiles call needs: per meta field and group, the table entry
-// (2 floats) and 16 lookup values.
+// (2 floats), 16 lookup values and (GEMM) the 16 rows' decoded values.
 uint64_t tiled_scratch_floats(const WeightView& w);
 
 // An owned tiled copy of a weight (on 2 MiB pages where allowed, see core/buffer.h).

@@ -76,6 +76,15 @@ class TileField {
     // the block's zeros are all zero_exact (FieldState::int_zeros)
     bool int_zeros() const { return st_.int_zeros; }
 
+    // GEMM: every group's 16 values of the tile whose plane is `plane`, into FieldState::dec
+    // (after begin_tile), for get<FieldKind::decoded>
+    template <bool IZ>
+    void decode_tile(const uint8_t* plane) {
+        for (uint64_t c = 0; c < st_.groups; ++c)
+            for (int h = 0; h < 2; ++h)
+                _mm256_storeu_ps(st_.dec + 16 * c + 8 * h, get<FieldKind::any, 0, IZ>(group(c), plane, c, h));
+    }
+
     // the 16 values of group c's codes 0..15 (masked to the field's width)
     template <bool IZ>
     LB_INLINE Group lookup_values(uint64_t c) const {
@@ -94,6 +103,8 @@ class TileField {
         switch (K == FieldKind::any ? kind_ : K) {
             case FieldKind::none:
                 return none_;
+            case FieldKind::decoded:
+                return _mm256_loadu_ps(st_.dec + 16 * c + 8 * h);
             case FieldKind::raw:
                 return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(plane + 32 * c + 16 * h)));
             case FieldKind::lookup: {
@@ -224,13 +235,16 @@ void tile_run(TileCall<TileField>& k, uint64_t t, uint64_t j) {
 template <int BITS, int GK>
 void rg_tiles(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) {
     TileCall<TileField> k(a, t1, scratch);
-    if (a.ncols > 1) {  // GEMM: one tile at a time, all columns
+    if (a.ncols > 1) {  // GEMM: one tile at a time, all columns, its fields decoded once
         for (uint64_t t = t0; t < t1; ++t) {
             k.S.begin_tile(t);
             k.Z.begin_tile(t);
+            const uint8_t* tile = k.w.tiles + t * k.lay.tile_bytes;
             with_int_zeros<AnyMeta>(k.S.int_zeros() && k.Z.int_zeros(), [&](auto iz) {
-                for (uint64_t j = 0; j < a.ncols; ++j) tile_run<BITS, GK, AnyMeta, decltype(iz)::value>(k, t, j);
+                k.S.template decode_tile<decltype(iz)::value>(tile + k.lay.off_scales);
+                k.Z.template decode_tile<decltype(iz)::value>(tile + k.lay.off_zeros);
             });
+            for (uint64_t j = 0; j < a.ncols; ++j) tile_run<BITS, GK, DecodedMeta>(k, t, j);
         }
         return;
     }

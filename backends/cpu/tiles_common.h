@@ -35,7 +35,9 @@ LB_INLINE void static_for(F&& f) {
 //   lookup: a 1/2/4-bit code: the group's table entry gives the 16 values
 //           v[i] = f16(f16((i & mask) - tz) * ts), indexed by the rows' codes
 //   direct: an 8-bit code, decoded in the lanes with the group's (ts, tz)
-enum class FieldKind { any, none, raw, lookup, direct };
+//   decoded: (GEMM) the values of every group of the current tile, decoded once into scratch
+//           (FieldState::dec) and read by every column
+enum class FieldKind { any, none, raw, lookup, direct, decoded };
 
 inline FieldKind field_kind(uint32_t bits) {
     return bits == 0    ? FieldKind::none
@@ -52,6 +54,7 @@ struct Meta {
     static constexpr int SB = SB_, ZB = ZB_, CZ = CZ_;
 };
 using AnyMeta = Meta<FieldKind::any, 0, FieldKind::any, 0, -1>;
+using DecodedMeta = Meta<FieldKind::decoded, 0, FieldKind::decoded, 0, -1>;
 
 // Whether zeros are codes (m = -(z s)) or values (m = -z): compile-time where M knows it
 template <class M>
@@ -124,9 +127,10 @@ void with_code_shape(const QParams& p, F&& f) {
 }
 
 // What a tiled kernel keeps of one meta field (scale or zero), whatever its ISA: width, kind, and
-// the table entries of the current row block as floats in scratch (18 floats per group: 16
-// lookup values, then the entry's scale and zero for every group). Tiles whose first rows share
-// (row / rdiv) share every group's entry.
+// the table entries of the current row block as floats in scratch (34 floats per group: 16
+// lookup values, then the entry's scale and zero for every group, then (GEMM) the 16 rows'
+// decoded values of the current tile). Tiles whose first rows share (row / rdiv) share every
+// group's entry.
 class FieldState {
  public:
     FieldState(const WeightView& w, const TiledLayout& lay, bool zero, float* scratch)
@@ -136,6 +140,7 @@ class FieldState {
           vals(scratch),
           ts(scratch + 16 * groups),
           tz(ts + groups),
+          dec(tz + groups),
           map_(zero ? w.p.zmap : w.p.smap),
           tab_(w.data + (zero ? w.lay.off_ztab : w.lay.off_stab)),
           n_(w.n) {}
@@ -195,6 +200,7 @@ class FieldState {
     const uint64_t groups;
     float* const vals;     // lookup values of every group (GEMM)
     float *const ts, *tz;  // the table entry of each group
+    float* const dec;      // GEMM: the 16 values of each group of the current tile
     bool luts = false;     // vals holds the current block's lookup values
     // every zero of the current block's entries is zero_exact (true without a table): the first
     // of the two fp16 roundings of a decoded field is a no-op (GreenBit's integer zero points)
@@ -208,7 +214,7 @@ class FieldState {
 };
 
 // One call's shared state, with the ISA's meta field type: the weight, its layout, the two fields
-// (their scratch: 18 floats per group each).
+// (their scratch: 34 floats per group each).
 template <class Field>
 struct TileCall {
     TileCall(const TiledArgs& args, uint64_t t1, float* scratch)
@@ -218,7 +224,7 @@ struct TileCall {
           groups(w.k / w.p.group),
           nblk((w.k + 31) / 32),
           S(w, lay, false, scratch),
-          Z(w, lay, true, scratch + 18 * groups),
+          Z(w, lay, true, scratch + 34 * groups),
           pf_end(w.tiles + t1 * lay.tile_bytes) {}
     const TiledArgs& a;
     const WeightView& w;
