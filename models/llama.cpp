@@ -10,7 +10,6 @@
 #include <thread>
 
 #include "backends/cpu/dispatch.h"
-#include "backends/cpu/matmul.h"
 #include "core/error.h"
 #include "core/quant.h"
 #include "formats/lbf.h"
@@ -58,17 +57,6 @@ const CheckpointTensor* LlamaCheckpoint::find(const std::string& name) const {
 LlamaModel::LlamaModel() = default;
 LlamaModel::~LlamaModel() = default;
 
-// The file's pages of a weight whose every product reads its copy leave the resident memory as
-// soon as the copy is made: they stay in the page cache, and what still reads them (e.g. the
-// embedding rows of a tied classifier) brings its pages back. SmolLM2-135M `lowbit run`, peak
-// resident 311 -> 241 MB (context 4096; 219 -> 155 MB at 256).
-void LlamaModel::release_copied(const Tensor& w, const TiledWeight& copy) const {
-    if (!file_ || !copy.nbytes) return;
-    WeightView v = w.weight_view();
-    v.tiles = copy.data.get();
-    if (v.type == Type::a0 || matmul_uses_tiles(v, kernels_best())) file_->release(w.data, w.nbytes());
-}
-
 void LlamaModel::prepare_cpu_tiles() const {
     std::call_once(tiles_once_, [this] {
         std::vector<const Tensor*> todo;  // each projection weight once (tied output: token_embd)
@@ -90,7 +78,12 @@ void LlamaModel::prepare_cpu_tiles() const {
             try {
                 for (size_t i; (i = next.fetch_add(1)) < todo.size();) {
                     done[i] = make_tiled(todo[i]->weight_view());
-                    release_copied(*todo[i], done[i]);
+                    // every product of a copied weight reads the copy: its file pages leave the
+                    // resident memory as soon as the copy is made (they stay in the page cache;
+                    // what still reads them, e.g. the embedding rows of a tied classifier or the
+                    // rows after the last tile, brings its pages back). SmolLM2-135M `lowbit run`
+                    // peak resident 311 -> 241 MB (context 4096; 219 -> 155 MB at 256).
+                    if (file_ && done[i].nbytes) file_->release(todo[i]->data, todo[i]->nbytes());
                 }
             } catch (...) {
                 std::lock_guard<std::mutex> lk(error_mu);

@@ -136,8 +136,8 @@ class LlamaModel {
     // are made once, by the first graph that runs on the CPU (prepare_cpu_tiles, thread safe):
     // the tiled layout of rg and sign projections when the best kernel table has tiled kernels
     // (the row layout stays in use for embedding lookups and the rows after the last tile), and
-    // the class-major decoded copy of a0 projections. A weight read through its copy only has its
-    // pages of the mapped file released (LbfFile::release).
+    // the class-major decoded copy of a0 projections. A copied weight's pages of the mapped file
+    // are released (LbfFile::release): every product reads the copy.
     void prepare_cpu_tiles() const;
     const uint8_t* cpu_tiles(const Tensor& w) const;
 
@@ -151,8 +151,6 @@ class LlamaModel {
         std::vector<uint64_t> dims;
         const void* data = nullptr;
     };
-    // a weight's file pages leave the resident memory where every product reads `copy`
-    void release_copied(const Tensor& w, const TiledWeight& copy) const;
     // binds every weight to lookup(name) and checks it against hp (which must be set)
     void bind(const std::function<WeightRef(const std::string&)>& lookup, const std::string& origin);
     std::vector<CheckpointTensor> owned_;
