@@ -157,6 +157,7 @@ TEST_CASE("bench model: runs on a synthetic model and writes JSON") {
     CHECK(s.find("\"test\": \"tg8\"") != std::string::npos);
     CHECK(s.find("\"decode_ceiling_tps\"") != std::string::npos);
     CHECK(s.find("\"read_bw_gbs_per_tg_rep\": []") != std::string::npos);  // --bw given: no probe
+    CHECK(s.find("\"core_round_trip_ns_per_tg_rep\": []") != std::string::npos);
     std::remove(json.c_str());
     // pp only, tg only, output matrix of the preset
     CHECK(bench({"model", "--synthetic", "test-tiny", "--type", "b1_sign", "-p", "4", "-n", "0", "--reps", "1", "--bw",

@@ -7,6 +7,7 @@
 //            synthetic model of a real geometry with random weights of one preset; tg is reported
 //            against the decode ceiling = measured read bandwidth / bytes read per decoded token.
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "backends/cpu/dispatch.h"
@@ -50,6 +52,54 @@ uint64_t l3_bytes() {
     if (s.back() == 'M') v <<= 20;
     return v;
 }
+
+// Core-to-core round trip in ns: two threads pass a cache line back and forth (median of 3 runs
+// of 2048 trips); -1 where there are fewer than 2 hardware threads or a run takes over 50 ms (the
+// two threads then share one core). A decode step hands each operation's result from thread to
+// thread, hundreds of times per token, so its speed depends on this latency as well as on the
+// read bandwidth. On the 2-core virtual machine this project is measured on, the two cores either
+// share an L3 (round trip about 90 ns, read bandwidth about 50 GB/s) or sit on two dies (about
+// 350 ns, and about 75 GB/s through the two dies' memory links); the host moves them.
+double core_round_trip_ns() {
+    if (std::thread::hardware_concurrency() < 2) return -1;
+    constexpr uint32_t kTrips = 2048, kGiveUp = ~0u;
+    alignas(64) std::atomic<uint32_t> line{0};
+    std::vector<double> t;
+    for (int run = 0; run < 3; ++run) {
+        line.store(0);
+        std::thread other([&] {
+            uint32_t zero = 0;  // running (unless the caller gave up): trip i is 2i -> 2i+1
+            if (!line.compare_exchange_strong(zero, 1, std::memory_order_acq_rel)) return;
+            for (uint32_t i = 1; i <= kTrips; ++i) {
+                uint32_t v;
+                while ((v = line.load(std::memory_order_acquire)) != 2 * i && v != kGiveUp) {
+                }
+                if (v == kGiveUp) return;
+                line.store(2 * i + 1, std::memory_order_release);
+            }
+        });
+        const auto t_start = Clock::now();
+        bool late = false;
+        while (line.load(std::memory_order_acquire) != 1 && !(late = seconds_since(t_start) > 0.05)) {
+        }
+        const auto t0 = Clock::now();
+        for (uint32_t i = 1; i <= kTrips && !late; ++i) {
+            line.store(2 * i, std::memory_order_release);
+            for (uint32_t spins = 0; line.load(std::memory_order_acquire) != 2 * i + 1;)
+                if (++spins % 4096 == 0 && seconds_since(t0) > 0.05) {
+                    late = true;
+                    break;
+                }
+        }
+        if (late) line.store(kGiveUp, std::memory_order_release);
+        t.push_back(late ? -1 : seconds_since(t0) / kTrips * 1e9);
+        other.join();
+        if (late) return -1;
+    }
+    return median(t);
+}
+
+std::string round_trip_str(double ns) { return ns < 0 ? "n/a" : strfmt("%.0f", ns); }
 
 // Read bandwidth of this machine with `pool`: sum a 1 GiB buffer, median of 5 passes. The buffer
 // is allocated as the tiled weights are (2 MiB pages where allowed) and read with software
@@ -348,8 +398,8 @@ int bench_kernels(int argc, char** argv) {
     const uint64_t l3 = l3_bytes();
     std::printf(
         "# lowbit bench kernels\n\nisa %s, %d threads, measured read bandwidth %.1f GB/s (1 GiB buffer), L3 %.0f "
-        "MiB\n\n",
-        kern.isa, o.threads, bw, double(l3) / (1 << 20));
+        "MiB, core-to-core round trip %s ns\n\n",
+        kern.isa, o.threads, bw, double(l3) / (1 << 20), round_trip_str(core_round_trip_ns()).c_str());
     std::printf("| type | K x N | n | where | layout | bpw | us/op | GB/s | G weights/s | of read bw |\n");
     std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
     std::fflush(stdout);
@@ -564,9 +614,11 @@ int bench_model(int argc, char** argv) {
     }
 #endif
     std::unique_ptr<ReadProbe> probe;  // CPU, no --bw: measured at the start and before each tg repetition
+    double trip = -1;                  // with the probe: core_round_trip_ns()
     if (bw <= 0) {
         probe = std::make_unique<ReadProbe>(pool);
         bw = probe->measure(pool);
+        trip = core_round_trip_ns();
     }
     std::unique_ptr<LlamaModel> m;
     std::string name, desc;
@@ -609,7 +661,7 @@ int bench_model(int argc, char** argv) {
         "n_embd %lld, n_ff %lld, %lld layers, %lld/%lld heads, vocab %lld; %d threads; ready in %.1f s\n"
         "weights %.1f MiB; read per decoded token %.1f MiB (weights %.1f + KV cache %.2f, f16, averaged over "
         "tg)\n"
-        "measured read bandwidth %.1f GB/s%s, L3 %.0f MiB%s -> decode ceiling %.1f tokens/s\n\n",
+        "measured read bandwidth %.1f GB/s%s, L3 %.0f MiB%s -> decode ceiling %.1f tokens/s%s\n\n",
         (long long)hp.n_embd, (long long)hp.n_ff, (long long)hp.n_layer, (long long)hp.n_head, (long long)hp.n_head_kv,
         (long long)hp.n_vocab, o.threads, load_s, double(mb.weights) / (1 << 20), bytes_tok / (1 << 20),
         double(mb.per_token) / (1 << 20), kv_tok / (1 << 20), bw,
@@ -617,7 +669,11 @@ int bench_model(int argc, char** argv) {
         : probe  ? " (1 GiB buffer; again before each tg repetition)"
                  : " (device copy)",
         double(l3) / (1 << 20),
-        l3 && bytes_tok < double(l3) ? " (the model fits in L3: tg can exceed the DRAM ceiling)" : "", ceiling);
+        l3 && bytes_tok < double(l3) ? " (the model fits in L3: tg can exceed the DRAM ceiling)" : "", ceiling,
+        probe
+            ? strfmt("\ncore-to-core round trip %s ns (again before each tg repetition)", round_trip_str(trip).c_str())
+                  .c_str()
+            : "");
     std::printf("| model | test | tokens/s (median) | min..max | ms/token | of ceiling |\n|---|---|---|---|---|---|\n");
     std::fflush(stdout);
 
@@ -662,22 +718,27 @@ int bench_model(int argc, char** argv) {
         }
         add_row(strfmt("pp%llu", (unsigned long long)o.pp), o.pp, t, false, {});
     }
-    std::vector<double> rep_bw;
+    std::vector<double> rep_bw, rep_trip;
     if (o.tg > 0) {
         LlamaDecoder dec(*m, cache, o.threads, be.get());
         std::vector<double> t;
         for (int r = 0; r < o.reps; ++r) {
             cache.clear();
-            if (probe) rep_bw.push_back(probe->measure(pool));
+            if (probe) {
+                rep_bw.push_back(probe->measure(pool));
+                rep_trip.push_back(core_round_trip_ns());
+            }
             const auto t0 = Clock::now();
             for (uint64_t i = 0; i < o.tg; ++i) dec.eval(toks[i], int64_t(i), pool);
             t.push_back(seconds_since(t0));
         }
         add_row(strfmt("tg%llu", (unsigned long long)o.tg), o.tg, t, true, rep_bw);
         if (!rep_bw.empty()) {
-            std::string list;
+            std::string list, trips;
             for (double b : rep_bw) list += strfmt("%s%.1f", list.empty() ? "" : ", ", b);
-            std::printf("\nread bandwidth before each tg repetition: %s GB/s\n", list.c_str());
+            for (double r : rep_trip) trips += strfmt("%s%s", trips.empty() ? "" : ", ", round_trip_str(r).c_str());
+            std::printf("\nread bandwidth before each tg repetition: %s GB/s (core-to-core round trip %s ns)\n",
+                        list.c_str(), trips.c_str());
         }
     }
     if (!o.json_path.empty()) {
@@ -694,6 +755,8 @@ int bench_model(int argc, char** argv) {
                      "\"decode_ceiling_tps\": %.3f,\n  \"read_bw_gbs_per_tg_rep\": [",
                      esc.c_str(), o.threads, o.reps, (unsigned long long)mb.weights, bytes_tok, kv_tok, bw, ceiling);
         for (size_t i = 0; i < rep_bw.size(); ++i) std::fprintf(f, "%s%.3f", i ? ", " : "", rep_bw[i]);
+        std::fprintf(f, "],\n  \"core_round_trip_ns_per_tg_rep\": [");  // -1: not measurable
+        for (size_t i = 0; i < rep_trip.size(); ++i) std::fprintf(f, "%s%.1f", i ? ", " : "", rep_trip[i]);
         std::fprintf(f, "],\n  \"results\": [\n");
         for (size_t i = 0; i < rows.size(); ++i)
             std::fprintf(f,
