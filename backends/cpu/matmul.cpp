@@ -304,6 +304,14 @@ void Matmul::run(uint64_t ub, uint64_t ue, uint8_t* ts) const {
     }
 }
 
+// A GEMV gives each thread one range (the pool's default is two per thread): every range start
+// is a cold start of the weight stream, and a decode step's threads arrive together. In-process
+// A/B, alternating per call or per token (2 threads, both core placements of the machine):
+// 2048x2560 .. 2048x11264 GEMV 2-8% faster (4096x14336 equal), TinyLLaMA-1.1B decode 1.5%.
+static uint64_t gemv_grain(uint64_t units, const ThreadPool& pool) {
+    return (units + uint64_t(pool.size()) - 1) / uint64_t(pool.size());
+}
+
 // unique per call of matmul() or matmul_group(), never 0
 static uint64_t next_call_id() {
     static std::atomic<uint64_t> calls{0};
@@ -342,8 +350,9 @@ void matmul(const WeightView& w, const CpuKernels& kern, const float* x, uint64_
             for (uint64_t part = b; part < e; ++part) mm.prepare(part, nt);
         });
     }
-    pool.parallel_for(mm.units(),
-                      [&](uint64_t b, uint64_t e, int th) { mm.run(b, e, per_thread + uint64_t(th) * tb); });
+    pool.parallel_for(
+        mm.units(), [&](uint64_t b, uint64_t e, int th) { mm.run(b, e, per_thread + uint64_t(th) * tb); },
+        ncols == 1 ? gemv_grain(mm.units(), pool) : 1);
 }
 
 bool matmul_groupable(const WeightView& w, uint64_t ncols) { return private_act(w, ncols); }
@@ -398,14 +407,17 @@ void matmul_group(const WeightView* const* ws, float* const* ys, size_t count, c
     // no thread has quantized this call's column yet (the scratch may hold anything)
     for (uint64_t th = 0; th < uint64_t(pool.size()); ++th)
         for (size_t i = 0; i < count; ++i) *reinterpret_cast<uint64_t*>(base + th * tb + off[i]) = 0;
-    pool.parallel_for(first[count], [&](uint64_t b, uint64_t e, int th) {
-        for (size_t i = 0; i < count && b < e; ++i) {
-            if (b >= first[i + 1]) continue;
-            const uint64_t u1 = std::min(e, first[i + 1]);
-            mm[i].run(b - first[i], u1 - first[i], base + uint64_t(th) * tb + off[i]);
-            b = u1;
-        }
-    });
+    pool.parallel_for(
+        first[count],
+        [&](uint64_t b, uint64_t e, int th) {
+            for (size_t i = 0; i < count && b < e; ++i) {
+                if (b >= first[i + 1]) continue;
+                const uint64_t u1 = std::min(e, first[i + 1]);
+                mm[i].run(b - first[i], u1 - first[i], base + uint64_t(th) * tb + off[i]);
+                b = u1;
+            }
+        },
+        gemv_grain(first[count], pool));
 }
 
 void matmul_simple(const WeightView& w, const CpuKernels& kern, const float* x, uint64_t ncols, float* y) {
