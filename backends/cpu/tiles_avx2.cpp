@@ -248,6 +248,7 @@ void rg_tiles(const TiledArgs& a, uint64_t t0, uint64_t t1, float* scratch) {
         }
         return;
     }
+    prefetch_range_start(k.w.tiles + t0 * k.lay.tile_bytes, k.lay.tile_bytes, 1, k.pf_end);
     with_meta(k.w.p, k.lay, [&](auto m) {  // GEMV: specialised per meta kind pair (tiles_common.h)
         for (uint64_t t = t0; t < t1; ++t) {
             k.S.begin_tile(t);
@@ -267,6 +268,7 @@ void sign_tiles(const TiledArgs& a, uint64_t t0, uint64_t t1) {
     const uint64_t nblk = w.lay.kp / 32;  // 1-bit rows are padded to 32 with zero codes
     const float* hv = reinterpret_cast<const float*>(w.data + w.lay.off_hvec);
     const uint8_t* end = w.tiles + t1 * lay.tile_bytes;
+    if (a.ncols == 1) prefetch_range_start(w.tiles + t0 * lay.tile_bytes, lay.tile_bytes, 1, end);
     for (uint64_t t = t0; t < t1; ++t) {
         const uint8_t* tile = w.tiles + t * lay.tile_bytes;
         for (uint64_t j = 0; j < a.ncols; ++j) {

@@ -268,6 +268,7 @@ void tile_run(TileCall<TileField>& k, uint64_t t, uint64_t j) {
 template <int BITS, int GK, class M>
 void rg_gemv(TileCall<TileField>& k, uint64_t t0, uint64_t t1) {
     const bool raw = M::SK == FieldKind::raw || (M::SK == FieldKind::any && field_kind(k.lay.sbits) == FieldKind::raw);
+    prefetch_range_start(k.w.tiles + t0 * k.lay.tile_bytes, k.lay.tile_bytes, raw ? 1 : 2, k.pf_end);
     for (uint64_t t = t0; t < t1;) {
         const bool two =
             !raw && t + 1 < t1 && k.S.block_of(t + 1) == k.S.block_of(t) && k.Z.block_of(t + 1) == k.Z.block_of(t);
@@ -346,6 +347,7 @@ void sign_tiles(const TiledArgs& a, uint64_t t0, uint64_t t1) {
             for (uint64_t j = 0; j < a.ncols; ++j) sign_run<1>(a, lay, end, t, j);
         return;
     }
+    prefetch_range_start(a.w->tiles + t0 * lay.tile_bytes, lay.tile_bytes, 2, end);
     // GEMV: two tiles at a time share the activation loads (4096x14336 L3-resident: 0.118 ms one
     // at a time, 0.091 two, 0.088-0.094 four; from DRAM the three are equal)
     for (uint64_t t = t0; t < t1;) {
