@@ -447,7 +447,6 @@ void cvt_f16_avx2(const uint16_t* src, float* dst, uint64_t n) {
     for (; i < n; ++i) dst[i] = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(src[i])));
 }
 
-// 8 inputs per step: byte -> lane mask by comparing with the lane's bit
 // 8 f16 (BF false, F16C) or bf16 (true) values -> floats
 template <bool BF>
 inline __m256 h16_ps(__m128i h) {

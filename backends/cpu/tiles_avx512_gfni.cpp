@@ -268,6 +268,7 @@ void tile_run(TileCall<TileField>& k, uint64_t t, uint64_t j) {
 template <int BITS, int GK, class M>
 void rg_gemv(TileCall<TileField>& k, uint64_t t0, uint64_t t1) {
     const bool raw = M::SK == FieldKind::raw || (M::SK == FieldKind::any && field_kind(k.lay.sbits) == FieldKind::raw);
+    // (the first run pairs two tiles unless raw or at a block edge; a wrong guess moves the burst a tile)
     prefetch_range_start(k.w.tiles + t0 * k.lay.tile_bytes, k.lay.tile_bytes, raw ? 1 : 2, k.pf_end);
     for (uint64_t t = t0; t < t1;) {
         const bool two =
